@@ -1,0 +1,14 @@
+"""`dleem evaluate`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="(not yet implemented)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("dleem evaluate is not implemented yet")

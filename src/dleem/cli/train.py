@@ -1,0 +1,14 @@
+"""`dleem train`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="(not yet implemented)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("dleem train is not implemented yet")

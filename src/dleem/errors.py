@@ -1,0 +1,27 @@
+"""Errors a user can act on.
+
+Every problem with a user's input or environment is raised as a `DleemError` whose
+message is one line naming the file and the problem. The CLI prints that line and
+exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class DleemError(Exception):
+    """A problem the user can fix (bad input, bad option, missing file). CLI exit code 2."""
+
+
+class InputError(DleemError):
+    """An input file or array that dleem cannot use as it is."""
+
+    def __init__(self, source: str | PathLike[str] | None, problem: str) -> None:
+        self.source = None if source is None else str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}" if self.source else problem)
+
+
+class RegistrationError(DleemError):
+    """An HR region that could not be placed in the LR image with confidence."""

@@ -1,0 +1,211 @@
+"""`ModelConfig`: everything inference needs, stored as `MODEL_DIR/config.json`.
+
+The config is the contract between training and upscaling: architecture, scale,
+receptive field (tiling halo), intensity normalisation, pixel sizes and the LR blur
+measured at registration. Unknown keys are rejected (a typo is an error, not a silent
+default, as in CSBDeep's `Config`) and every value is validated on construction.
+
+Normalisation (never per tile)
+------------------------------
+``x = (raw / dtype_max - mean) / std`` where ``dtype_max`` is the maximum of the LR
+integer dtype (1.0 for float images) and ``mean``/``std`` are the mean and standard
+deviation of the **whole** LR image in those dtype-range units (``raw / dtype_max``).
+Inference applies exactly the same affine map to any image, so training and
+prediction cannot drift and an upscaled mosaic keeps one grey scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dleem.errors import DleemError
+
+#: Architecture presets: (width, depth). "default" trains a good model on one GPU in
+#: minutes and upscales 4096^2 LR on a laptop CPU in minutes; "cpu" trains within the
+#: demo's CPU budget; "tiny" is for tests.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"name": "dleem", "width": 48, "depth": 8},
+    "cpu": {"name": "dleem", "width": 32, "depth": 4},
+    "tiny": {"name": "dleem", "width": 8, "depth": 1},
+}
+
+#: LR dtypes a model can be trained for (name -> dtype_max).
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "float32", "float64")
+
+_NORMALIZATION_KEYS = {"input_dtype", "dtype_max", "mean", "std"}
+
+
+def dtype_max_of(dtype: str | np.dtype) -> float:
+    """The value that maps to 1.0: the integer dtype's maximum, 1.0 for float images."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        return float(np.iinfo(dt).max)
+    return 1.0
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    from dleem import __version__
+
+    return __version__
+
+
+def _finite_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise DleemError(f"model config: {name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise DleemError(f"model config: {name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters and metadata of a trained generator (``MODEL_DIR/config.json``).
+
+    Parameters
+    ----------
+    scale : int
+        Integer upscaling factor k (2..8): the SR image is exactly k times the LR shape.
+    arch : dict
+        Generator architecture: ``name`` (see `dleem.models.generator.ARCHITECTURES`)
+        plus that architecture's parameters (``width``, ``depth`` for ``"dleem"``).
+    receptive_field_lr_px : int
+        Receptive-field radius of the generator in LR pixels; tiles overlap by this.
+    normalization : dict
+        ``input_dtype``, ``dtype_max``, ``mean``, ``std`` (see module docstring).
+    lr_pixel_size_um, hr_pixel_size_um : float or None
+        Pixel sizes (micrometres) of the LR training image and of the HR acquisitions.
+        The SR output pixel size is ``lr_pixel_size_um / scale``.
+    lr_blur_sigma_px : float or None
+        Gaussian blur sigma of the LR acquisition in LR pixels, estimated at
+        registration; the consistency map degrades SR output with it.
+    train_data : dict
+        Checksums of the training data (LR and HR SHA-256, manifest).
+    training : dict
+        Plain-JSON record of how the model was trained (loss, steps, seed, ...).
+    dleem_version, created : str
+        Provenance.
+    """
+
+    scale: int
+    arch: dict[str, Any]
+    receptive_field_lr_px: int
+    normalization: dict[str, Any]
+    lr_pixel_size_um: float | None = None
+    hr_pixel_size_um: float | None = None
+    lr_blur_sigma_px: float | None = None
+    train_data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    format_version: int = 1
+    dleem_version: str = field(default_factory=_version)
+    created: str = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation --------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise `DleemError` naming the first invalid value."""
+        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or not 2 <= self.scale <= 8:
+            raise DleemError(f"model config: scale must be an integer 2..8, got {self.scale!r}")
+        if not isinstance(self.arch, dict) or not isinstance(self.arch.get("name"), str):
+            raise DleemError("model config: arch must be an object with a string 'name'")
+        for key in ("width", "depth"):
+            if key in self.arch:
+                v = self.arch[key]
+                if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "width" else 0):
+                    raise DleemError(f"model config: arch.{key} must be a positive integer, got {v!r}")
+        rf = self.receptive_field_lr_px
+        if not isinstance(rf, int) or isinstance(rf, bool) or rf < 0:
+            raise DleemError(f"model config: receptive_field_lr_px must be an integer >= 0, got {rf!r}")
+        norm = self.normalization
+        if not isinstance(norm, dict):
+            raise DleemError("model config: normalization must be an object")
+        unknown = set(norm) - _NORMALIZATION_KEYS
+        if unknown:
+            raise DleemError(f"model config: unknown key 'normalization.{sorted(unknown)[0]}'")
+        missing = _NORMALIZATION_KEYS - set(norm)
+        if missing:
+            raise DleemError(f"model config: missing key 'normalization.{sorted(missing)[0]}'")
+        if norm["input_dtype"] not in SUPPORTED_DTYPES:
+            raise DleemError(
+                f"model config: normalization.input_dtype must be one of {', '.join(SUPPORTED_DTYPES)},"
+                f" got {norm['input_dtype']!r}"
+            )
+        _finite_positive("normalization.dtype_max", norm["dtype_max"])
+        _finite_positive("normalization.std", norm["std"])
+        if not isinstance(norm["mean"], (int, float)) or not math.isfinite(norm["mean"]):
+            raise DleemError(f"model config: normalization.mean must be a finite number, got {norm['mean']!r}")
+        for name in ("lr_pixel_size_um", "hr_pixel_size_um"):
+            _finite_positive(name, getattr(self, name), allow_none=True)
+        if self.lr_blur_sigma_px is not None:
+            v = self.lr_blur_sigma_px
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise DleemError(f"model config: lr_blur_sigma_px must be a number >= 0, got {v!r}")
+        for name in ("train_data", "training"):
+            if not isinstance(getattr(self, name), dict):
+                raise DleemError(f"model config: {name} must be an object")
+        if self.format_version != 1:
+            raise DleemError(f"model config: unsupported format_version {self.format_version!r} (this dleem reads 1)")
+
+    # -- (de)serialisation -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (round-trips through `from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a dict, rejecting unknown keys with an error naming the key."""
+        if not isinstance(data, dict):
+            raise DleemError("model config: expected a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in names:
+                raise DleemError(f"model config: unknown key '{key}'")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        for key in required:
+            if key not in data:
+                raise DleemError(f"model config: missing key '{key}'")
+        return cls(**data)
+
+    # -- convenience -------------------------------------------------------------
+    @classmethod
+    def for_preset(
+        cls,
+        preset: str = "default",
+        *,
+        scale: int = 4,
+        input_dtype: str = "uint8",
+        mean: float = 0.5,
+        std: float = 0.25,
+        **kwargs: Any,
+    ) -> ModelConfig:
+        """A config for a named architecture preset; the receptive field follows from it.
+
+        ``mean`` and ``std`` are in dtype-range units (``raw / dtype_max``).
+        """
+        from dleem.models.generator import receptive_field_of
+
+        if preset not in PRESETS:
+            raise DleemError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        arch = dict(PRESETS[preset])
+        norm = {"input_dtype": str(np.dtype(input_dtype)), "dtype_max": dtype_max_of(input_dtype),
+                "mean": float(mean), "std": float(std)}
+        return cls(scale=scale, arch=arch, receptive_field_lr_px=receptive_field_of(arch),
+                   normalization=norm, **kwargs)
+
+    @classmethod
+    def tiny(cls, scale: int = 4, **kwargs: Any) -> ModelConfig:
+        """A very small model for tests (width 8, one residual block)."""
+        return cls.for_preset("tiny", scale=scale, **kwargs)

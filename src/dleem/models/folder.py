@@ -1,0 +1,214 @@
+"""A model is a folder: ``config.json`` beside safetensors weights.
+
+Loading never unpickles (safetensors only) and every problem (missing file, corrupt
+weights, weights that do not fit the architecture in config.json) is a `DleemError`
+naming the file. Writes are atomic (temporary file + rename), so a killed process never
+leaves a half-written model that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dleem.errors import DleemError, InputError
+from dleem.models.config import ModelConfig
+from dleem.models.generator import build_generator
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "generator.safetensors"
+RAW_WEIGHTS_FILE = "generator_raw.safetensors"
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside DDP / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(module, "module") and isinstance(module.module, nn.Module):
+            module = module.module
+        elif hasattr(module, "_orig_mod") and isinstance(module._orig_mod, nn.Module):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def state_dict_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous CPU float copies of a module's tensors, ready for safetensors."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in unwrap(module).state_dict().items()}
+
+
+def _save_weights(path: Path, module: nn.Module) -> None:
+    from safetensors.torch import save_file
+
+    tensors = state_dict_cpu(module)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
+def save_model(
+    model_dir: str | PathLike[str],
+    generator: nn.Module,
+    config: ModelConfig,
+    *,
+    raw_generator: nn.Module | None = None,
+) -> Path:
+    """Write ``generator.safetensors`` (the weights used for inference, usually the EMA),
+    optionally ``generator_raw.safetensors``, and ``config.json``, each atomically.
+
+    The config is written last, so a folder with a config has complete weights.
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    config.validate()
+    _save_weights(model_dir / WEIGHTS_FILE, generator)
+    if raw_generator is not None:
+        _save_weights(model_dir / RAW_WEIGHTS_FILE, raw_generator)
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    atomic_write(model_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return model_dir
+
+
+def read_config(model_dir: str | PathLike[str]) -> ModelConfig:
+    """Read and validate ``MODEL_DIR/config.json``."""
+    path = Path(model_dir) / CONFIG_FILE
+    if not Path(model_dir).is_dir():
+        raise InputError(model_dir, "model folder not found")
+    if not path.is_file():
+        raise InputError(path, "missing (not a dleem model folder?)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"cannot read JSON: {error}") from None
+    try:
+        return ModelConfig.from_dict(data)
+    except DleemError as error:
+        raise InputError(path, str(error)) from None
+    except TypeError as error:
+        raise InputError(path, f"invalid model config: {error}") from None
+
+
+def load_weights(module: nn.Module, path: str | PathLike[str]) -> nn.Module:
+    """Load safetensors weights into ``module`` (strict); errors name the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "missing")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise InputError(path, f"corrupt or unreadable safetensors file ({error})") from None
+    target = unwrap(module)
+    expected = target.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise InputError(path, f"weights do not match the architecture in config.json ({what})")
+    for key, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise InputError(
+                path,
+                f"weights do not match the architecture in config.json ({key}: shape "
+                f"{tuple(tensor.shape)} in file, {tuple(expected[key].shape)} expected)",
+            )
+    target.load_state_dict(tensors, strict=True)
+    return module
+
+
+@dataclass
+class LoadedModel:
+    """A generator ready for inference plus the descriptor code that uses it needs.
+
+    Attributes
+    ----------
+    generator : torch.nn.Module
+        Eval-mode module: (N, 1, h, w) normalised -> (N, 1, k*h, k*w) normalised.
+    config : ModelConfig
+    scale : int
+        k.
+    halo_lr_px : int
+        Receptive-field radius in LR pixels: tiles must overlap by this for the tiled
+        result to equal the whole-image result.
+    device : torch.device
+    """
+
+    generator: nn.Module
+    config: ModelConfig
+    scale: int
+    halo_lr_px: int
+    device: torch.device
+
+    def normalize(self, raw: Any) -> np.ndarray:
+        """Raw LR grey values (any dtype) -> float32 normalised network input."""
+        n = self.config.normalization
+        x = np.asarray(raw, dtype=np.float32)
+        scale = np.float32(1.0 / (n["dtype_max"] * n["std"]))
+        shift = np.float32(n["mean"] / n["std"])
+        return x * scale - shift
+
+    def denormalize(self, x: Any, dtype: Any = None) -> np.ndarray:
+        """Normalised network output -> raw grey values in ``dtype`` (default: the
+        training LR dtype); integer dtypes are rounded and clipped to their range."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().float().cpu().numpy()
+        n = self.config.normalization
+        dt = np.dtype(dtype if dtype is not None else n["input_dtype"])
+        raw = (np.asarray(x, dtype=np.float32) * np.float32(n["std"]) + np.float32(n["mean"])) * np.float32(
+            n["dtype_max"]
+        )
+        if np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            return np.clip(np.rint(raw), info.min, info.max).astype(dt)
+        return raw.astype(dt)
+
+
+def load_model(model_dir: str | PathLike[str], device: str | torch.device = "cpu", *, raw: bool = False) -> LoadedModel:
+    """Load a model folder for inference.
+
+    Parameters
+    ----------
+    model_dir : path
+        Folder with ``config.json`` and ``generator.safetensors``.
+    device : str or torch.device
+        Where the generator lives.
+    raw : bool
+        Load ``generator_raw.safetensors`` (the non-EMA weights) instead.
+    """
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    try:
+        generator = build_generator(config.arch, config.scale)
+    except DleemError as error:
+        raise InputError(model_dir / CONFIG_FILE, str(error)) from None
+    load_weights(generator, model_dir / (RAW_WEIGHTS_FILE if raw else WEIGHTS_FILE))
+    dev = torch.device(device)
+    generator = generator.to(dev).eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    halo = max(int(config.receptive_field_lr_px), int(getattr(generator, "receptive_field_lr_px", 0)))
+    return LoadedModel(generator=generator, config=config, scale=config.scale, halo_lr_px=halo, device=dev)

@@ -1,0 +1,108 @@
+"""Find the databar (info panel) that many SEMs burn in under the image.
+
+A databar is a band of full-width rows at the bottom whose pixels are mostly
+one background value (black, white or grey) with text, logos and a scale bar
+on it, often separated from the image by a one- or two-pixel line. An SEM
+image row is never like that: detector noise spreads its values. The test
+per row is therefore "what fraction of the row lies within a small tolerance of
+the band's background value"; the databar is the run of such rows that reaches
+the bottom edge, extended upward over uniform separator lines, and accepted
+only when the rows just above it look like image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: A databar row has at least this fraction of its pixels at the background value.
+_BACKGROUND_FRACTION = 0.55
+#: An image row just above the bar has at most this fraction at any single value band.
+_IMAGE_FRACTION = 0.35
+#: Search the bottom part of the image only: a databar is at most this share of the height.
+_MAX_SHARE = 0.4
+#: ... and at least this many rows (text needs room).
+_MIN_ROWS = 6
+#: Reading limits for large (lazy) images: a databar is never taller than this.
+_MAX_ROWS = 4096
+_MAX_COLUMNS = 2048
+#: Rows of text lines inside a bar that may fall below the background fraction.
+_GAP_ROWS = 3
+
+
+def _tolerance(band: np.ndarray) -> float:
+    if np.issubdtype(band.dtype, np.integer) and np.iinfo(band.dtype).max <= 255:
+        return 2.0
+    low, high = np.percentile(band, [1, 99])
+    return max(float(high - low) * 0.01, 1e-12)
+
+
+def _background(rows: np.ndarray, tol: float) -> float:
+    """The most common value of the bottom rows, binned at the tolerance."""
+    values = rows.ravel().astype(np.float64)
+    bins = np.round(values / (2 * tol))
+    uniq, counts = np.unique(bins, return_counts=True)
+    return float(uniq[np.argmax(counts)] * 2 * tol)
+
+
+def detect_databar(image: Any) -> int:
+    """Number of databar rows at the bottom of an SEM image (0 when there is none).
+
+    Parameters
+    ----------
+    image : array_like, shape (rows, columns)
+        The grey image, NumPy or lazy (memory-map, zarr, dask): only the bottom
+        40 % of the rows is read.
+
+    Returns
+    -------
+    int
+        Rows to drop from the bottom so that what is left is image only (the
+        databar and any separator line above it). 0 if no databar is found.
+
+    Notes
+    -----
+    FEI / Thermo Fisher files say the height of their databar in their metadata;
+    `dleem.io.read_image` uses that instead of this detector when present.
+    """
+    height, width = int(image.shape[0]), int(image.shape[1])
+    search = min(max(int(height * _MAX_SHARE), 1), _MAX_ROWS)
+    if height < 4 * _MIN_ROWS or width < 16:
+        return 0
+    step = max(1, width // _MAX_COLUMNS)  # large images: every step-th column is plenty
+    band = np.asarray(image[height - search:height, ::step], dtype=np.float32)
+    tol = _tolerance(band)
+    background = _background(band[-max(2, _MIN_ROWS // 2):], tol)
+    frac = (np.abs(band - background) <= tol).mean(axis=1)
+    # uniform rows (a separator line of any grey value)
+    spread = band.max(axis=1) - band.min(axis=1)
+    uniform = spread <= 2 * tol
+    bar_like = (frac >= _BACKGROUND_FRACTION) | uniform
+    if not bar_like[-1]:
+        return 0
+    # climb from the bottom over bar-like rows, tolerating short text lines
+    top = search - 1
+    gap = 0
+    for index in range(search - 1, -1, -1):
+        if bar_like[index]:
+            top, gap = index, 0
+        else:
+            gap += 1
+            if gap > _GAP_ROWS:
+                break
+    rows = search - top
+    if rows < _MIN_ROWS or top == 0:
+        return 0  # too thin to hold text, or no image above within the search band
+    # the rows just above must look like image: not flat, not at the bar's background
+    above = band[max(0, top - 4):top]
+    if above.size == 0:
+        return 0
+    above_frac = (np.abs(above - background) <= tol).mean(axis=1)
+    above_spread = above.max(axis=1) - above.min(axis=1)
+    if np.any(above_frac > _IMAGE_FRACTION) or np.any(above_spread <= 2 * tol):
+        return 0
+    # a databar carries something (text, scale bar): some rows are not blank
+    if np.all(spread[top:] <= 2 * tol):
+        return 0
+    return int(rows)

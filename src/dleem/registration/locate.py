@@ -1,0 +1,324 @@
+"""Coarse location of an HR region in the LR image by fast normalised cross-correlation.
+
+The HR region is reduced (anti-aliased, pixel-area resampling) to the pixel size of a
+reduced copy of the LR image, rotated and rescaled over a small set of candidates, and
+correlated with the whole reduced LR image. The correlation is J.P. Lewis' fast normalised
+cross-correlation: the numerator by FFT (the LR spectrum is computed once for all
+candidates), the local normalisation from running sums (integral images).
+
+References
+----------
+J.P. Lewis, "Fast normalized cross-correlation", Vision Interface 1995 (Industrial Light &
+Magic report, revised 2005).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dleem.errors import RegistrationError
+from dleem.registration.transform import AffineMap, scale_map
+
+log = logging.getLogger(__name__)
+
+#: A coarse peak must reach this normalised cross-correlation ...
+MIN_PEAK = 0.3
+#: ... and exceed the best peak outside its main lobe by this factor.
+MIN_DISTINCTNESS = 1.25
+
+
+@dataclass
+class CoarseResult:
+    """Outcome of :func:`locate`.
+
+    Attributes
+    ----------
+    hr_to_lr : AffineMap
+        Coarse HR px -> LR px map (accurate to about one reduced pixel, ``level`` LR px).
+    ncc_peak : float
+        Peak normalised cross-correlation (sub-pixel interpolated), in [-1, 1].
+    ncc_distinctness : float
+        Peak divided by the highest correlation outside the main lobe.
+    level : int
+        LR reduction factor at which the search ran.
+    scale : float
+        Candidate ratio factor that won (the ratio found is ``nominal / scale``).
+    rotation_deg : float
+        Candidate rotation that won.
+    ncc_map : ndarray
+        The winning candidate's correlation map (reduced LR grid, top-left anchored).
+    """
+
+    hr_to_lr: AffineMap
+    ncc_peak: float
+    ncc_distinctness: float
+    level: int
+    scale: float
+    rotation_deg: float
+    ncc_map: np.ndarray
+
+
+def reduce_image(image: np.ndarray, factor: int) -> np.ndarray:
+    """Pixel-area reduction by an integer factor (float32); pixel i covers f*i ... f*i+f-1.
+
+    The trailing rows/columns that do not fill a whole reduced pixel are dropped. The
+    reduced pixel centre sits at ``f*i + (f-1)/2`` in input coordinates
+    (:func:`dleem.registration.transform.scale_map`).
+    """
+    a = np.asarray(image)
+    if factor == 1:
+        return a.astype(np.float32, copy=False)
+    h, w = a.shape[0] // factor, a.shape[1] // factor
+    if h < 1 or w < 1:
+        raise RegistrationError(f"image {a.shape} too small to reduce by {factor}")
+    if a.dtype == bool:
+        a = a.view(np.uint8)
+    if a.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        a = a.astype(np.float32)
+    out = cv2.resize(a[: h * factor, : w * factor], (w, h), interpolation=cv2.INTER_AREA)
+    return out.astype(np.float32, copy=False)
+
+
+def _fill_masked(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    if mask is None:
+        return img
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != img.shape:
+        raise RegistrationError(f"mask shape {m.shape} differs from image shape {img.shape}")
+    if not m.any():
+        raise RegistrationError("mask excludes every pixel")
+    out = img.copy()
+    out[~m] = float(img[m].mean())
+    return out
+
+
+class _Correlator:
+    """Lewis' fast NCC of many templates against one image (spectrum and sums computed once)."""
+
+    def __init__(self, image: np.ndarray, invalid: np.ndarray | None) -> None:
+        self.image = image
+        self.h, self.w = image.shape
+        self.dh = cv2.getOptimalDFTSize(self.h)
+        self.dw = cv2.getOptimalDFTSize(self.w)
+        padded = np.zeros((self.dh, self.dw), np.float32)
+        padded[: self.h, : self.w] = image - float(image.mean())
+        self.spec = cv2.dft(padded)
+        centred = image.astype(np.float64) - float(image.mean())
+        self.s1, self.s2 = cv2.integral2(centred, sdepth=cv2.CV_64F)
+        self.bad = None
+        if invalid is not None:
+            self.bad = cv2.integral(invalid.astype(np.float64), sdepth=cv2.CV_64F)
+
+    @staticmethod
+    def _box(ii: np.ndarray, th: int, tw: int) -> np.ndarray:
+        return ii[th:, tw:] - ii[:-th, tw:] - ii[th:, :-tw] + ii[:-th, :-tw]
+
+    def ncc(self, templ: np.ndarray) -> np.ndarray:
+        """TM_CCOEFF_NORMED map (valid positions, top-left anchored); -1 where undefined."""
+        th, tw = templ.shape
+        t = templ.astype(np.float64) - float(templ.mean())
+        tnorm = float(np.sqrt(np.sum(t * t)))
+        n = th * tw
+        tp = np.zeros((self.dh, self.dw), np.float32)
+        tp[:th, :tw] = t
+        prod = cv2.mulSpectrums(self.spec, cv2.dft(tp), 0, conjB=True)
+        num = cv2.idft(prod, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+        num = num[: self.h - th + 1, : self.w - tw + 1].astype(np.float64)
+        s1 = self._box(self.s1, th, tw)
+        s2 = self._box(self.s2, th, tw)
+        var = s2 - s1 * s1 / n
+        scale = float(np.max(var)) if var.size else 0.0
+        ok = var > max(scale, 1e-30) * 1e-6
+        out = np.full(num.shape, -1.0)
+        out[ok] = num[ok] / (np.sqrt(var[ok]) * max(tnorm, 1e-30))
+        if self.bad is not None:
+            frac = self._box(self.bad, th, tw) / n
+            out[frac > 0.05] = -1.0
+        return np.clip(out, -1.0, 1.0)
+
+
+def _subpixel_peak(c: np.ndarray, iy: int, ix: int) -> tuple[float, float, float]:
+    """Separable quadratic fit around the integer peak: (x, y, value)."""
+    dx = dy = 0.0
+    v = float(c[iy, ix])
+    vx = vy = 0.0
+    if 0 < ix < c.shape[1] - 1:
+        a, b, d = c[iy, ix - 1], c[iy, ix], c[iy, ix + 1]
+        den = a - 2 * b + d
+        if den < 0:
+            dx = float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
+            vx = -0.25 * (a - d) * dx
+    if 0 < iy < c.shape[0] - 1:
+        a, b, d = c[iy - 1, ix], c[iy, ix], c[iy + 1, ix]
+        den = a - 2 * b + d
+        if den < 0:
+            dy = float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
+            vy = -0.25 * (a - d) * dy
+    return ix + dx, iy + dy, v + vx + vy
+
+
+def _distinctness(c: np.ndarray, iy: int, ix: int, peak: float) -> float:
+    """Peak over the highest value outside the main lobe (lobe: where c > peak/2, grown 1.5x)."""
+    half = 0.5 * peak
+    rad = 1
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        k = 1
+        while 0 <= iy + k * dy < c.shape[0] and 0 <= ix + k * dx < c.shape[1] and c[iy + k * dy, ix + k * dx] > half:
+            k += 1
+        rad = max(rad, k)
+    rad = max(2.0, 1.5 * rad)
+    yy, xx = np.ogrid[: c.shape[0], : c.shape[1]]
+    outside = (yy - iy) ** 2 + (xx - ix) ** 2 > rad * rad
+    if not outside.any():
+        return float("inf")
+    second = float(c[outside].max())
+    return float(peak / max(second, 0.05))
+
+
+def _template(hr: np.ndarray, q: float, angle: float) -> tuple[np.ndarray, AffineMap]:
+    """HR reduced by q (HR px per reduced px), rotated by angle, cropped to its inscribed box.
+
+    Returns the template and the map HR px -> template px.
+    """
+    h, w = hr.shape
+    tw, th = max(4, int(round(w / q))), max(4, int(round(h / q)))
+    t0 = cv2.resize(hr, (tw, th), interpolation=cv2.INTER_AREA)
+    sx, sy = tw / w, th / h
+    to_t0 = AffineMap(np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]]))
+    if angle == 0.0:
+        return t0, to_t0
+    rot = AffineMap.from_params(1.0, angle, center=((tw - 1) / 2.0, (th - 1) / 2.0))
+    t1 = cv2.warpAffine(t0, rot.matrix, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    alpha = min(tw / (tw * c + th * s), th / (tw * s + th * c))
+    cw, ch = max(4, int(math.floor(alpha * tw)) - 1), max(4, int(math.floor(alpha * th)) - 1)
+    x0, y0 = (tw - cw) // 2, (th - ch) // 2
+    crop = AffineMap(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]))
+    return t1[y0 : y0 + ch, x0 : x0 + cw], crop @ rot @ to_t0
+
+
+def _candidates(max_abs: float, step: float) -> np.ndarray:
+    n = int(math.ceil(max_abs / step - 1e-9))
+    return np.linspace(-max_abs, max_abs, 2 * n + 1) if n > 0 else np.array([0.0])
+
+
+def locate(
+    lr: np.ndarray,
+    hr: np.ndarray,
+    ratio: float,
+    *,
+    rotation_search: bool = False,
+    lr_mask: np.ndarray | None = None,
+    hr_mask: np.ndarray | None = None,
+    scale_range: float = 0.15,
+    rotation_range_deg: float | None = None,
+    template_px: int = 24,
+    min_peak: float = MIN_PEAK,
+    min_distinctness: float = MIN_DISTINCTNESS,
+) -> CoarseResult:
+    """Find an HR region in the LR image: translation, scale and rotation to one reduced pixel.
+
+    Parameters
+    ----------
+    lr : 2-D array
+        Whole LR image (any real dtype; array-likes are read once).
+    hr : 2-D array
+        HR region.
+    ratio : float
+        Nominal LR/HR pixel-size ratio; candidates span ``ratio * (1 ± scale_range)``.
+    rotation_search : bool
+        Rotations within ±45° (default ±10°).
+    lr_mask, hr_mask : bool arrays, optional
+        True where usable (e.g. False on the databar).
+    template_px : int
+        Side of the reduced template (reduced LR px) the search aims for; sets the level.
+
+    Returns
+    -------
+    CoarseResult
+
+    Raises
+    ------
+    RegistrationError
+        Flat region, region larger than the LR image, or no distinct peak.
+    """
+    lr_a = np.asarray(lr)
+    hr_f = np.asarray(hr, dtype=np.float32)
+    if lr_a.ndim != 2 or hr_f.ndim != 2:
+        raise RegistrationError("LR and HR images must be 2-D")
+    rot_max = rotation_range_deg if rotation_range_deg is not None else (45.0 if rotation_search else 10.0)
+    hr_f = _fill_masked(hr_f, hr_mask)
+    valid = hr_f if hr_mask is None else hr_f[np.asarray(hr_mask, bool)]
+    spread = float(np.percentile(valid, 99) - np.percentile(valid, 1))
+    full = float(np.max(np.abs(valid))) + 1e-12
+    if spread <= 1e-6 * full or not np.isfinite(spread):
+        raise RegistrationError("HR region is flat: nothing to correlate")
+    side_lr = min(hr_f.shape) / ratio
+    if side_lr < 8:
+        raise RegistrationError(f"HR region spans only {side_lr:.1f} LR px: too small to register")
+    if hr_f.shape[0] / ratio > lr_a.shape[0] * 1.05 or hr_f.shape[1] / ratio > lr_a.shape[1] * 1.05:
+        raise RegistrationError("HR region is larger than the LR image at this ratio")
+    level = max(1, int(side_lr // template_px))
+    while level > 1 and min(lr_a.shape) // level < side_lr / level * 1.3:
+        level //= 2
+    lr_red = reduce_image(lr_a, level)
+    invalid = None
+    if lr_mask is not None:
+        m = np.asarray(lr_mask, dtype=bool)
+        if m.shape != lr_a.shape:
+            raise RegistrationError(f"lr_mask shape {m.shape} differs from LR shape {lr_a.shape}")
+        keep = reduce_image(m.view(np.uint8), level) > 0.999
+        invalid = ~keep
+        if keep.any():
+            lr_red = lr_red.copy()
+            lr_red[invalid] = float(lr_red[keep].mean())
+    corr = _Correlator(lr_red, invalid)
+
+    t_side = side_lr / level
+    half_diag = 0.5 * t_side * math.sqrt(2.0)
+    angle_step = math.degrees(1.5 / max(half_diag, 1.0))
+    angle_step = min(max(angle_step, 1.0), 5.0)
+    scale_step = min(max(1.5 / max(0.5 * t_side, 1.0), 0.02), 0.15)
+    angles = _candidates(rot_max, angle_step)
+    scales = 1.0 + _candidates(scale_range, scale_step)
+    best = None
+    for a in angles:
+        for sc in scales:
+            templ, hr_to_t = _template(hr_f, ratio * level / sc, float(a))
+            if templ.shape[0] >= lr_red.shape[0] or templ.shape[1] >= lr_red.shape[1]:
+                continue
+            c = corr.ncc(templ)
+            iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
+            if best is None or c[iy, ix] > best[0]:
+                best = (float(c[iy, ix]), c, iy, ix, hr_to_t, float(a), float(sc))
+    if best is None:
+        raise RegistrationError("HR region does not fit in the LR image at this ratio")
+    _, c, iy, ix, hr_to_t, angle, sc = best
+    px, py, peak = _subpixel_peak(c, int(iy), int(ix))
+    dist = _distinctness(c, int(iy), int(ix), float(c[iy, ix]))
+    log.debug("locate: level %d peak %.3f distinct %.2f angle %.1f scale %.3f", level, peak, dist, angle, sc)
+    if peak < min_peak:
+        raise RegistrationError(
+            f"region not found in the LR image: best correlation {peak:.2f} < {min_peak}"
+        )
+    if dist < min_distinctness:
+        raise RegistrationError(
+            f"no distinct correlation peak (peak/second peak {dist:.2f} < {min_distinctness}): "
+            "flat, periodic or absent region"
+        )
+    shift = AffineMap(np.array([[1.0, 0.0, px], [0.0, 1.0, py]]))
+    to_lr = scale_map(level).inverse()
+    return CoarseResult(
+        hr_to_lr=to_lr @ shift @ hr_to_t,
+        ncc_peak=float(peak),
+        ncc_distinctness=dist,
+        level=level,
+        scale=sc,
+        rotation_deg=angle,
+        ncc_map=c.astype(np.float32),
+    )

@@ -1,0 +1,365 @@
+"""Sub-pixel refinement: Gauss-Newton on the affine map, grey-level gain/offset and LR blur.
+
+Model of one LR pixel ``x`` (LR px) under the map ``B = lr_to_hr``::
+
+    LR(x) ≈ gain * (G_sigma_h * HR)(B x) + offset,
+    sigma_h**2 = ratio**2 * (s**2 + 1/12)         (HR px**2)
+
+i.e. the HR image blurred by the LR beam PSF (Gaussian, ``s`` LR px, fitted) and by the LR
+pixel footprint (a box of one LR pixel, represented by its variance 1/12 LR px**2), sampled
+at the LR pixel centre mapped into HR. The blurred HR is well sampled, so it is sampled by
+cubic interpolation (OpenCV ``remap``) with a first-order correction for OpenCV's 1/32 px
+coordinate quantisation, which would otherwise bias a pure translation by up to 1/64 HR px.
+
+The solver is forward-additive Gauss-Newton (Lucas-Kanade) on 6 affine + gain + offset
+(+ blur at the finest level), coarse to fine on an LR pyramid, with the gradients taken on
+the blurred, well-sampled HR image rather than on the noisy, aliased LR image: that keeps
+the estimate unbiased, at the price of a normal matrix rebuilt each iteration (cheap here:
+9x9). The blur's Jacobian comes from the heat equation, d(G_sigma * I)/d(sigma**2) =
+Laplacian(G_sigma * I) / 2. Optional robust weights (Huber, Tukey) by iteratively
+reweighted least squares.
+
+References
+----------
+B.D. Lucas, T. Kanade, IJCAI 1981; S. Baker, I. Matthews, "Lucas-Kanade 20 years on",
+IJCV 56 (2004); O. Stamatopoulos / E. Tudisco et al., "An extension of digital volume
+correlation...", spam ``DIC.register`` (2017).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dleem.errors import RegistrationError
+from dleem.registration.locate import reduce_image
+from dleem.registration.transform import AffineMap, image_corners
+
+log = logging.getLogger(__name__)
+
+_TAB = 32.0  # OpenCV remap: INTER_TAB_SIZE sub-pixel positions per pixel
+#: Extra smoothing (reduced px) at coarse pyramid levels: widens the capture range.
+COARSE_SMOOTHING = 0.8
+DEFAULT_BLUR = 0.7
+
+
+@dataclass
+class RefineResult:
+    """Outcome of :func:`refine` (see :class:`dleem.registration.RegistrationResult`)."""
+
+    hr_to_lr: AffineMap
+    gain: float
+    offset: float
+    blur_sigma_lr_px: float
+    residual: float
+    iterations: int
+    uncertainty: dict
+    residual_map: np.ndarray
+    lr_box: tuple[int, int, int, int]
+    valid_fraction: float
+
+
+class _BlurredHR:
+    """The HR image blurred by any sigma, with its derivatives, on a decimated grid.
+
+    A pyrDown pyramid (level n: HR x = 2**n * i, inherent variance (4**n - 1)/3 HR px**2)
+    keeps the per-sigma blur cheap; the level is chosen so that the blurred image stays well
+    sampled (sigma >= 2.5 level px) for accurate cubic interpolation.
+    """
+
+    def __init__(self, hr: np.ndarray) -> None:
+        self.pyr = [hr]
+        self.sigma2 = -1.0
+        self.n = 0
+
+    def level(self, n: int) -> np.ndarray:
+        while len(self.pyr) <= n:
+            self.pyr.append(cv2.pyrDown(self.pyr[-1]))
+        return self.pyr[n]
+
+    def update(self, sigma2: float, min_px: float = 2.5) -> None:
+        sigma = math.sqrt(max(sigma2, 1e-6))
+        n = 0
+        while sigma / 2 ** (n + 1) >= min_px and (4 ** (n + 1) - 1) / 3 <= 0.5 * sigma2:
+            n += 1
+        base = self.level(n)
+        extra2 = (sigma2 - (4**n - 1) / 3.0) / 4**n
+        img = cv2.GaussianBlur(base, (0, 0), math.sqrt(extra2), borderType=cv2.BORDER_REFLECT) if extra2 > 1e-4 else base
+        self.n = n
+        self.d = float(2**n)
+        self.sigma2 = sigma2
+        self.img = img
+        k = np.array([[-0.5, 0.0, 0.5]], np.float32)
+        one = np.array([[1.0]], np.float32)
+        self.gx = cv2.sepFilter2D(img, cv2.CV_32F, k, one, borderType=cv2.BORDER_REFLECT)
+        self.gy = cv2.sepFilter2D(img, cv2.CV_32F, one, k, borderType=cv2.BORDER_REFLECT)
+        self.lap = cv2.Laplacian(img, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)
+
+    def sample(self, X: np.ndarray, Y: np.ndarray, with_lap: bool):
+        """Values, HR-px gradients (and Laplacian) at HR coordinates X, Y (float32 arrays)."""
+        u = (X / self.d).astype(np.float32)
+        v = (Y / self.d).astype(np.float32)
+        val = cv2.remap(self.img, u, v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        gx = cv2.remap(self.gx, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        gy = cv2.remap(self.gy, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # OpenCV rounds map coordinates to 1/32 px: correct the value to first order.
+        du = u - np.round(u * _TAB) / _TAB
+        dv = v - np.round(v * _TAB) / _TAB
+        val = val + gx * du + gy * dv
+        lap = None
+        if with_lap:
+            lap = cv2.remap(self.lap, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) / (self.d * self.d)
+        return val, gx / self.d, gy / self.d, lap
+
+
+def _robust_weights(r: np.ndarray, kind: str | None) -> np.ndarray:
+    if kind is None:
+        return np.ones_like(r)
+    scale = 1.4826 * float(np.median(np.abs(r - np.median(r)))) + 1e-12
+    z = np.abs(r) / scale
+    if kind == "huber":
+        c = 1.345
+        return np.where(z <= c, 1.0, c / np.maximum(z, 1e-12)).astype(r.dtype)
+    c = 4.685
+    return np.where(z < c, (1 - (z / c) ** 2) ** 2, 0.0).astype(r.dtype)
+
+
+def _lr_box(hr_to_lr: AffineMap, hr_shape, lr_shape) -> tuple[int, int, int, int]:
+    c = hr_to_lr.apply(image_corners(hr_shape))
+    x0, y0 = c.min(axis=0)
+    x1, y1 = c.max(axis=0)
+    col0 = max(0, int(math.floor(x0 - 0.5)) + 1)
+    row0 = max(0, int(math.floor(y0 - 0.5)) + 1)
+    col1 = min(int(lr_shape[1]), int(math.ceil(x1 + 0.5)))
+    row1 = min(int(lr_shape[0]), int(math.ceil(y1 + 0.5)))
+    return row0, col0, row1, col1
+
+
+def refine(
+    lr: np.ndarray,
+    hr: np.ndarray,
+    initial: AffineMap,
+    *,
+    start_level: int = 1,
+    robust: str | None = None,
+    lr_mask: np.ndarray | None = None,
+    hr_mask: np.ndarray | None = None,
+    max_iterations: int = 50,
+    blur_sigma_lr_px: float | None = None,
+    initial_blur: float = DEFAULT_BLUR,
+    tolerance_lr_px: float = 1e-4,
+) -> RefineResult:
+    """Refine an HR -> LR map by Gauss-Newton on the degraded-HR vs LR grey-level difference.
+
+    Parameters
+    ----------
+    lr, hr : 2-D arrays
+        Whole LR image (only a crop is read) and the HR region, any real dtype.
+    initial : AffineMap
+        Starting HR -> LR map, accurate to about ``start_level`` LR px.
+    start_level : int
+        LR reduction factor of the coarsest pyramid level (from the coarse search).
+    robust : {None, "huber", "tukey"}
+    lr_mask, hr_mask : bool arrays, optional
+        True where usable.
+    max_iterations : int
+        Iteration cap per level.
+    blur_sigma_lr_px : float, optional
+        Fixed LR blur (LR px); estimated when None.
+    initial_blur : float
+        Starting value of the blur estimate (LR px).
+    tolerance_lr_px : float
+        Convergence: largest corner displacement of one update, LR px, at the finest level.
+    """
+    hr_f = np.asarray(hr, dtype=np.float32)
+    H, W = np.asarray(lr).shape if not hasattr(lr, "shape") else lr.shape
+    hr_h, hr_w = hr_f.shape
+    hr_ok = None
+    if hr_mask is not None:
+        hr_ok = np.asarray(hr_mask, dtype=np.uint8)
+        if hr_ok.shape != hr_f.shape:
+            raise RegistrationError(f"hr_mask shape {hr_ok.shape} differs from HR shape {hr_f.shape}")
+    ratio0 = 1.0 / initial.mean_scale
+
+    # LR crop around the initial footprint, with room for the map to move.
+    pad = 2 * start_level + 3
+    r0, c0, r1, c1 = _lr_box(initial, hr_f.shape, (H, W))
+    r0, c0 = max(0, r0 - pad), max(0, c0 - pad)
+    r1, c1 = min(H, r1 + pad), min(W, c1 + pad)
+    if r1 - r0 < 4 or c1 - c0 < 4:
+        raise RegistrationError("the region maps outside the LR image")
+    crop = np.asarray(lr[r0:r1, c0:c1]).astype(np.float32)
+    crop_ok = None
+    if lr_mask is not None:
+        m = np.asarray(lr_mask[r0:r1, c0:c1], dtype=bool)
+        crop_ok = m
+    ch, cw = crop.shape
+    cx, cy, sc = (cw - 1) / 2.0, (ch - 1) / 2.0, max(cw, ch) / 2.0
+    # Normalised crop coordinates: x~ = (x_lr - c0 - cx) / sc. P maps [x~, y~, 1] -> HR px.
+    norm = AffineMap(np.array([[1 / sc, 0, -(c0 + cx) / sc], [0, 1 / sc, -(r0 + cy) / sc]]))
+    P = initial.inverse().compose(norm.inverse()).matrix.copy()
+    gain, offset = 1.0, 0.0
+    fix_blur = blur_sigma_lr_px is not None
+    s = float(blur_sigma_lr_px) if fix_blur else float(initial_blur)
+    blurred = _BlurredHR(hr_f)
+    total_it = 0
+    levels = []
+    f = max(1, int(start_level))
+    while True:
+        levels.append(f)
+        if f == 1:
+            break
+        f = max(1, f // 2)
+
+    first_valid = None
+    result = None
+    for f in levels:
+        final = f == 1
+        lev = reduce_image(crop, f)
+        ok = np.ones(lev.shape, bool) if crop_ok is None else reduce_image(crop_ok.view(np.uint8), f) > 0.999
+        smooth = 0.0 if final else COARSE_SMOOTHING
+        if smooth > 0:
+            lev = cv2.GaussianBlur(lev, (0, 0), smooth, borderType=cv2.BORDER_REFLECT)
+        iy, ix = np.mgrid[0 : lev.shape[0], 0 : lev.shape[1]].astype(np.float32)
+        xn = ((f * ix + (f - 1) / 2.0) - cx) / sc
+        yn = ((f * iy + (f - 1) / 2.0) - cy) / sc
+        xn, yn, lev_v, ok = xn.ravel(), yn.ravel(), lev.ravel(), ok.ravel()
+        corners_n = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], float) * [cw / 2 / sc, ch / 2 / sc, 1]
+        fit_blur = final and not fix_blur
+        tol = tolerance_lr_px if final else 0.02 * f
+        converged = False
+        it = 0
+        gain_init = False
+        while it < max_iterations:
+            it += 1
+            ratio = math.sqrt(abs(np.linalg.det(P[:, :2]))) / sc
+            sigma2 = ratio**2 * (s * s + f * f / 12.0) + (ratio * f * smooth) ** 2
+            if blurred.sigma2 < 0 or abs(sigma2 - blurred.sigma2) > 0.05 * blurred.sigma2 or not final and it == 1:
+                blurred.update(sigma2)
+            X = (P[0, 0] * xn + P[0, 1] * yn + P[0, 2]).astype(np.float32)
+            Y = (P[1, 0] * xn + P[1, 1] * yn + P[1, 2]).astype(np.float32)
+            margin = 3.0 * math.sqrt(sigma2) + 1.0
+            inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
+            valid = inside & ok
+            if hr_ok is not None:
+                hv = cv2.remap(hr_ok, X.reshape(1, -1), Y.reshape(1, -1), cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                valid &= hv.ravel() > 0
+            nv = int(valid.sum())
+            if first_valid is None:
+                first_valid = nv
+            if nv < 16:
+                raise RegistrationError("refinement diverged: the region left the LR/HR overlap")
+            val, gx, gy, lap = blurred.sample(X[valid], Y[valid], fit_blur)
+            if fit_blur:
+                # model at the current s from the blurred image at blurred.sigma2 (heat equation)
+                val = val + 0.5 * (sigma2 - blurred.sigma2) * lap
+            L = lev_v[valid]
+            if not gain_init:
+                A = np.stack([val, np.ones_like(val)], axis=1).astype(np.float64)
+                sol, *_ = np.linalg.lstsq(A, L.astype(np.float64), rcond=None)
+                gain, offset = float(sol[0]), float(sol[1])
+                gain_init = True
+            model = gain * val + offset
+            r = L - model
+            w = _robust_weights(r, robust)
+            x_, y_ = xn[valid], yn[valid]
+            gxg, gyg = gain * gx, gain * gy
+            cols = [gxg * x_, gxg * y_, gxg, gyg * x_, gyg * y_, gyg, val, np.ones_like(val)]
+            if fit_blur:
+                cols.append(gain * ratio**2 * s * lap)
+            J = np.stack(cols, axis=1).astype(np.float64)
+            Jw = J * w[:, None]
+            Hm = Jw.T @ J
+            b = Jw.T @ r.astype(np.float64)
+            try:
+                delta = np.linalg.solve(Hm, b)
+            except np.linalg.LinAlgError as exc:
+                raise RegistrationError("refinement failed: singular normal matrix (flat region?)") from exc
+            dP = delta[:6].reshape(2, 3)
+            P += dP
+            gain += float(delta[6])
+            offset += float(delta[7])
+            ds = 0.0
+            if fit_blur:
+                ds = float(np.clip(delta[8], -0.3, 0.3))
+                s = float(np.clip(s + ds, 0.05, 5.0))
+            move = np.max(np.linalg.norm(corners_n @ dP.T, axis=1)) / ratio
+            if not np.isfinite(move) or abs(math.log(max(ratio, 1e-9) / ratio0)) > 0.3:
+                raise RegistrationError("refinement diverged (scale ran away)")
+            if move < tol and abs(ds) < 1e-3:
+                converged = True
+                break
+        total_it += it
+        log.debug("refine level %d: %d it, converged %s, s=%.3f", f, it, converged, s)
+        if final:
+            if not converged and move > 10 * tol:
+                raise RegistrationError(
+                    f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} LR px)"
+                )
+            result = (valid, r, w, Hm, nv, J)
+    valid, r, w, Hm, nv, J = result
+    npar = Hm.shape[0]
+    rw = r.astype(np.float64)
+    sigma2n = float(np.sum(w * rw * rw) / max(np.sum(w) - npar, 1.0))
+    try:
+        cov = sigma2n * np.linalg.inv(Hm)
+    except np.linalg.LinAlgError:
+        cov = np.full_like(Hm, np.nan)
+    lr_to_hr = AffineMap(P).compose(norm)
+    hr_to_lr = lr_to_hr.inverse()
+
+    # Corner error implied by the covariance of the six geometric parameters.
+    corners_hr = image_corners(hr_f.shape)
+    base = hr_to_lr.apply(corners_hr).ravel()
+    eps = 1e-4
+    jc = np.zeros((8, 6))
+    for k in range(6):
+        Pk = P.copy()
+        Pk.flat[k] += eps
+        jc[:, k] = (AffineMap(Pk).compose(norm).inverse().apply(corners_hr).ravel() - base) / eps
+    ccov = jc @ cov[:6, :6] @ jc.T
+    corner_rms = float(np.sqrt(max(np.trace(ccov), 0.0) / 4.0))
+    centre = np.array([(hr_w - 1) / 2.0, (hr_h - 1) / 2.0])
+    jcen = np.zeros((2, 6))
+    bc = hr_to_lr.apply(centre)
+    for k in range(6):
+        Pk = P.copy()
+        Pk.flat[k] += eps
+        jcen[:, k] = (AffineMap(Pk).compose(norm).inverse().apply(centre) - bc) / eps
+    cen_cov = jcen @ cov[:6, :6] @ jcen.T
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    uncertainty = {
+        "corner_rms_lr_px": corner_rms,
+        "center_x_lr_px": float(math.sqrt(max(cen_cov[0, 0], 0.0))),
+        "center_y_lr_px": float(math.sqrt(max(cen_cov[1, 1], 0.0))),
+        "gain": float(std[6]),
+        "offset": float(std[7]),
+        "blur_sigma_lr_px": float(std[8]) if npar > 8 else 0.0,
+        "noise_std": float(math.sqrt(sigma2n)),
+    }
+
+    # Residual map on the final LR box.
+    res_full = np.full(crop.shape, np.nan, np.float32)
+    flat = res_full.ravel()
+    idx = np.flatnonzero(valid)
+    flat[idx] = r
+    box = _lr_box(hr_to_lr, hr_f.shape, (H, W))
+    br0, bc0, br1, bc1 = box
+    residual_map = res_full[br0 - r0 : br1 - r0, bc0 - c0 : bc1 - c0].copy()
+    inside_box = max(1, (br1 - br0) * (bc1 - bc0))
+    return RefineResult(
+        hr_to_lr=hr_to_lr,
+        gain=gain,
+        offset=offset,
+        blur_sigma_lr_px=s,
+        residual=float(np.sqrt(np.mean(rw * rw))),
+        iterations=total_it,
+        uncertainty=uncertainty,
+        residual_map=residual_map,
+        lr_box=box,
+        valid_fraction=float(np.isfinite(residual_map).sum() / inside_box),
+    )

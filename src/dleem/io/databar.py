@@ -7,7 +7,10 @@ image row is never like that: detector noise spreads its values. The test
 per row is therefore "what fraction of the row lies within a small tolerance of
 the band's background value"; the databar is the run of such rows that reaches
 the bottom edge, extended upward over uniform separator lines, and accepted
-only when the rows just above it look like image.
+only when the rows just above it look like image. Because a burnt-in panel is
+drawn digitally, most of its pixels also equal their left neighbour exactly,
+which detector noise never produces: that keeps a dark, low-contrast region at
+the bottom of an image from passing for a databar.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 
 #: A databar row has at least this fraction of its pixels at the background value.
 _BACKGROUND_FRACTION = 0.55
+#: ... and at least this fraction of its pixels equal to their left neighbour.
+_SAME_NEIGHBOURS = 0.5
 #: An image row just above the bar has at most this fraction at any single value band.
 _IMAGE_FRACTION = 0.35
 #: Search the bottom part of the image only: a databar is at most this share of the height.
@@ -78,7 +83,10 @@ def detect_databar(image: Any) -> int:
     # uniform rows (a separator line of any grey value)
     spread = band.max(axis=1) - band.min(axis=1)
     uniform = spread <= 2 * tol
-    bar_like = (frac >= _BACKGROUND_FRACTION) | uniform
+    # burnt-in panels are digital: runs of identical neighbours, which detector noise
+    # never makes, even in a dark, low-contrast part of the image
+    same = (np.diff(band, axis=1) == 0).mean(axis=1)
+    bar_like = ((frac >= _BACKGROUND_FRACTION) & (same >= _SAME_NEIGHBOURS)) | uniform
     if not bar_like[-1]:
         return 0
     # climb from the bottom over bar-like rows, tolerating short text lines

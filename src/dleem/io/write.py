@@ -93,8 +93,9 @@ def write_image(
         per_cm = 1e4 / float(pixel_size_um)
         kwargs.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             tifffile.imwrite(handle, array, ome=True, metadata=metadata,
                              compression=compression, photometric="minisblack", **kwargs)
             handle.flush()

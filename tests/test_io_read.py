@@ -157,6 +157,10 @@ def test_bits_used(tmp_path, real_texture_12bit):
                      extratags=[(281, "H", 1, 16383, True)])
     b = read_image(tmp_path / "b.tif")
     assert (b.bits_used, b.bits_source) == (14, "metadata")
+    # 12-bit packed samples (BitsPerSample 12) decode to uint16
+    tifffile.imwrite(tmp_path / "p.tif", real_texture_12bit // 4, bitspersample=12)
+    p = read_image(tmp_path / "p.tif")
+    assert p.dtype == np.uint16 and (p.bits_used, p.bits_source) == (12, "metadata")
     tifffile.imwrite(tmp_path / "f.tif", real_texture_12bit.astype(np.float32))
     assert read_image(tmp_path / "f.tif").bits_used is None
 

@@ -31,6 +31,7 @@ _MAX_SHARE = 0.4
 _MIN_ROWS = 6
 #: Reading limits for large (lazy) images: a databar is never taller than this.
 _MAX_ROWS = 4096
+_FIRST_ROWS = 256
 _MAX_COLUMNS = 2048
 #: Rows of text lines inside a bar that may fall below the background fraction.
 _GAP_ROWS = 3
@@ -57,8 +58,9 @@ def detect_databar(image: Any) -> int:
     Parameters
     ----------
     image : array_like, shape (rows, columns)
-        The grey image, NumPy or lazy (memory-map, zarr, dask): only the bottom
-        40 % of the rows is read.
+        The grey image, NumPy or lazy (memory-map, zarr, dask): only a band
+        of bottom rows is read (256 rows, widened while the bar may be taller,
+        up to 40 % of the height or 4096 rows).
 
     Returns
     -------
@@ -76,7 +78,18 @@ def detect_databar(image: Any) -> int:
     if height < 4 * _MIN_ROWS or width < 16:
         return 0
     step = max(1, width // _MAX_COLUMNS)  # large images: every step-th column is plenty
-    band = np.asarray(image[height - search:height, ::step], dtype=np.float32)
+    rows = min(search, _FIRST_ROWS)
+    while True:  # read a bottom band; widen it only while the bar may reach beyond it
+        band = np.asarray(image[height - rows:height, ::step], dtype=np.float32)
+        found = _scan(band)
+        if found is not None or rows >= search:
+            return found or 0
+        rows = min(search, 2 * rows)
+
+
+def _scan(band: np.ndarray) -> int | None:
+    """Databar rows at the bottom of `band`; None when the bar may extend above it."""
+    n = band.shape[0]
     tol = _tolerance(band)
     background = _background(band[-max(2, _MIN_ROWS // 2):], tol)
     frac = (np.abs(band - background) <= tol).mean(axis=1)
@@ -90,22 +103,21 @@ def detect_databar(image: Any) -> int:
     if not bar_like[-1]:
         return 0
     # climb from the bottom over bar-like rows, tolerating short text lines
-    top = search - 1
-    gap = 0
-    for index in range(search - 1, -1, -1):
+    top, gap = n - 1, 0
+    for index in range(n - 1, -1, -1):
         if bar_like[index]:
             top, gap = index, 0
         else:
             gap += 1
             if gap > _GAP_ROWS:
                 break
-    rows = search - top
-    if rows < _MIN_ROWS or top == 0:
-        return 0  # too thin to hold text, or no image above within the search band
+    else:
+        return None  # no image row found above the bar inside this band
+    rows = n - top
+    if rows < _MIN_ROWS:
+        return 0  # too thin to hold text
     # the rows just above must look like image: not flat, not at the bar's background
     above = band[max(0, top - 4):top]
-    if above.size == 0:
-        return 0
     above_frac = (np.abs(above - background) <= tol).mean(axis=1)
     above_spread = above.max(axis=1) - above.min(axis=1)
     if np.any(above_frac > _IMAGE_FRACTION) or np.any(above_spread <= 2 * tol):

@@ -326,17 +326,3 @@ def _ome_image_index(tif: tifffile.TiffFile, page: tifffile.TiffPage) -> int:
         if any(p is page or getattr(p, "index", None) == page.index for p in series.pages):
             return index
     return 0
-
-
-# --- bit depth ------------------------------------------------------------------------
-
-
-def fei_bit_depth(fei: dict | None) -> int | None:
-    """Bit depth the FEI/Thermo Fisher software says it digitised, if it says."""
-    if not fei:
-        return None
-    for section in ("Image", "Scan", "EScan"):
-        value = _number(fei.get(section, {}).get("BitDepth") or fei.get(section, {}).get("Bits"))
-        if value and 1 <= value <= 32:
-            return int(value)
-    return None

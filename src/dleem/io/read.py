@@ -196,7 +196,7 @@ def _read_tiff(path: Path, page: int | None, lazy: bool | None) -> SEMImage:
                 meta["fei"] = fei
             if tif.is_sem:
                 meta["zeiss"] = tif.sem_metadata
-            bits = _bits_from_tags(choice.page) or md.fei_bit_depth(fei)
+            bits = _bits_from_tags(choice.page)
         except InputError:
             raise
         except Exception as error:  # noqa: BLE001
@@ -217,13 +217,18 @@ def _read_tiff(path: Path, page: int | None, lazy: bool | None) -> SEMImage:
 
 
 def _bits_from_tags(page: tifffile.TiffPage) -> int | None:
-    """MaxSampleValue (281) below the container's maximum says the real bit depth."""
+    """The real bit depth when the TIFF says it: BitsPerSample below the container
+    (12-bit packed samples decode to uint16) or MaxSampleValue (281) below its maximum."""
+    if not np.issubdtype(page.dtype, np.integer):
+        return None
+    container_bits = np.dtype(page.dtype).itemsize * 8
+    if 0 < int(page.bitspersample) < container_bits:
+        return int(page.bitspersample)
     tag = page.tags.get(281)
-    if tag is None or not np.issubdtype(page.dtype, np.integer):
+    if tag is None:
         return None
     value = tag.value[0] if isinstance(tag.value, tuple) else tag.value
-    container = np.iinfo(page.dtype).max
-    if not value or value >= container:
+    if not value or value >= np.iinfo(page.dtype).max:
         return None
     return int(value).bit_length()
 
@@ -317,9 +322,8 @@ def _to_grey(data: Any, path: Path, lazy: bool) -> Any:
     if data.ndim == 3 and data.shape[-1] in (2, 3, 4):
         channels = data.shape[-1]
         colour = 3 if channels >= 3 else 1
-        sample = np.asarray(data[:: max(1, data.shape[0] // 256), :: max(1, data.shape[1] // 256)])
-        colour_part = sample[..., :colour]
-        grey = bool(np.all(colour_part == colour_part[..., :1]))
+        samples = _windows(data) if lazy else [np.asarray(data)]
+        grey = all(np.all(w[..., :colour] == w[..., :1]) for w in samples)
         if lazy:
             import dask.array as da
 
@@ -355,8 +359,18 @@ def _check_array(data: Any, path: Path) -> None:
         )
 
 
+def _windows(data: Any, grid: int = 4, size: int = 256) -> list[np.ndarray]:
+    """`grid` x `grid` windows of `size` pixels spread over a (lazy) image."""
+    height, width = int(data.shape[0]), int(data.shape[1])
+    out = []
+    for y in np.linspace(0, max(height - size, 0), grid).astype(int):
+        for x in np.linspace(0, max(width - size, 0), grid).astype(int):
+            out.append(np.asarray(data[y:y + size, x:x + size]))
+    return out
+
+
 def bits_in_use(data: Any, lazy: bool = False) -> tuple[int | None, str]:
-    """Bits the data really use, from its largest value (a subsample when lazy).
+    """Bits the data really use, from its largest value (16 windows when lazy).
 
     16-bit containers are rounded up to the ADC depths SEMs use (10, 12, 14, 16),
     so a dark 12-bit image is not reported as 11-bit.
@@ -366,9 +380,8 @@ def bits_in_use(data: Any, lazy: bool = False) -> tuple[int | None, str]:
         return None, "none"
     if dtype.itemsize == 1:
         return 8, "dtype"
-    if lazy:
-        step = max(1, int(data.shape[0]) // 512)
-        top = int(np.asarray(data[::step, :]).max())
+    if lazy:  # never decode a whole large file for a statistic: sample windows
+        top = max(int(w.max()) for w in _windows(data))
     else:
         top = int(np.asarray(data).max())
     bits = max(top, 1).bit_length()

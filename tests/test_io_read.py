@@ -201,3 +201,14 @@ def test_truncated_tiff(tmp_path, real_texture):
     (tmp_path / "cut.tif").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError, match=r"cut\.tif: truncated TIFF"):
         read_image(tmp_path / "cut.tif")
+
+
+def test_grey_jpeg_saved_as_colour(tmp_path, real_texture):
+    import imagecodecs
+
+    rgb = np.repeat(real_texture[..., None], 3, axis=2).astype(np.int16)
+    rgb[..., 2] += 1  # a codec's off-by-one in one channel
+    (tmp_path / "g.png").write_bytes(imagecodecs.png_encode(rgb.clip(0, 255).astype(np.uint8)))
+    with pytest.warns(UserWarning, match="grey image saved as colour"):
+        image = read_image(tmp_path / "g.png")
+    assert np.abs(image.data.astype(int) - real_texture).max() <= 1

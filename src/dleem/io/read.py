@@ -323,7 +323,12 @@ def _to_grey(data: Any, path: Path, lazy: bool) -> Any:
         channels = data.shape[-1]
         colour = 3 if channels >= 3 else 1
         samples = _windows(data) if lazy else [np.asarray(data)]
-        grey = all(np.all(w[..., :colour] == w[..., :1]) for w in samples)
+        spread = max(float(np.ptp(w[..., :colour].astype(np.float64), axis=-1).max()) for w in samples)
+        if np.issubdtype(data.dtype, np.integer):
+            near = 0.01 * np.iinfo(data.dtype).max
+        else:
+            near = 0.01 * max(float(np.ptp(w[..., :colour])) for w in samples)
+        grey = spread == 0
         if lazy:
             import dask.array as da
 
@@ -332,7 +337,12 @@ def _to_grey(data: Any, path: Path, lazy: bool) -> Any:
             warnings.warn(f"{path}: {channels}-channel file with equal channels: read as one grey channel",
                           stacklevel=3)
             return data[..., 0]
-        warnings.warn(f"{path}: colour image converted to grey by Rec. 709 luminance", stacklevel=3)
+        if spread <= near:  # grey through a lossy codec (JPEG): channels differ by noise
+            warnings.warn(f"{path}: grey image saved as colour (channels within {spread:g}): "
+                          "read as one grey channel (Rec. 709 luminance)", stacklevel=3)
+        else:
+            warnings.warn(f"{path}: colour image converted to grey by Rec. 709 luminance",
+                          stacklevel=3)
         weights = np.array([0.2125, 0.7154, 0.0721])
         lum = data[..., 0] * weights[0] + data[..., 1] * weights[1] + data[..., 2] * weights[2]
         if np.issubdtype(data.dtype, np.integer):

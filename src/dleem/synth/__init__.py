@@ -1,0 +1,365 @@
+"""Synthetic SEM acquisitions of a procedural sandstone, with an exact ground truth.
+
+The built-in default data of dleem. One call writes what a microscope would: an LR map
+of the whole area and HR regions inside it (OME-TIFFs with the pixel size), plus
+``truth.json`` with the exact HR -> LR affine map of every region and everything
+needed to re-render the noise-free specimen anywhere::
+
+    from dleem.synth import SynthParams, generate, render_truth
+    result = generate("synthetic", SynthParams(seed=1, ratio=4.17))
+    truth = result.truth                       # the dict written to truth.json
+    target = render_truth("synthetic/truth.json", lr_box=(100, 200, 164, 264), scale=4)
+
+Conventions (as everywhere in dleem): x = column, y = row, pixel centres on integers;
+``regions[i]["hr_to_lr"]`` maps HR pixel (x, y, 1) to LR pixel coordinates.
+
+Grey scales: an image's value (fraction of full scale) is ``offset + gain * S`` with S
+the BSE signal (0-1) of the specimen blurred by that image's beam; DN = value * (2**bits - 1).
+`render_truth` returns the specimen in the **LR** grey scale (LR gain and offset),
+without noise, as float32 DN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from dleem.errors import DleemError, InputError
+from dleem.synth.acquisition import (
+    RegionSpec,
+    SynthParams,
+    acquire,
+    add_databar,
+    hr_pixel_to_phys,
+    lr_pixel_to_phys,
+    plan_regions,
+    specimen_extent,
+)
+from dleem.synth.specimen import Specimen, SpecimenParams, build_specimen, render
+
+__all__ = [
+    "SpecimenParams",
+    "SynthParams",
+    "SynthResult",
+    "generate",
+    "load_truth",
+    "render_truth",
+    "render_image",
+    "specimen_from_truth",
+    "render_specimen",
+]
+
+log = logging.getLogger(__name__)
+TRUTH_VERSION = 1
+
+
+@dataclass
+class SynthResult:
+    """What `generate` made: images (NumPy), the truth dict and the files written."""
+
+    lr: np.ndarray
+    hr: list[np.ndarray]
+    truth: dict
+    files: list[Path] = field(default_factory=list)
+
+
+def generate(
+    out_dir: str | PathLike[str] | None = None,
+    params: SynthParams | None = None,
+    **overrides: Any,
+) -> SynthResult:
+    """Simulate an LR map and HR regions of a procedural sandstone.
+
+    Parameters
+    ----------
+    out_dir : path, optional
+        Folder to write ``LR.tif``, ``HR_1.tif`` ... and ``truth.json`` into (created);
+        None: return the arrays only.
+    params : SynthParams, optional
+        All parameters (defaults: ratio 4, LR 2048 px at 0.5 µm, two 1024 px HR regions).
+    **overrides
+        Fields of `SynthParams` to change, e.g. ``seed=3, ratio=6.5``.
+
+    Returns
+    -------
+    SynthResult
+    """
+    params = SynthParams.from_dict({**(params or SynthParams()).to_dict(), **overrides})
+    params.validate()
+    regions = plan_regions(params)
+    spec = build_specimen(params.specimen, params.seed, specimen_extent(params))
+    vmax = 2**params.bits - 1
+    lr_sig = render(spec, lr_pixel_to_phys(params), params.lr_shape_,
+                    blur_sigma_px=params.lr_blur_sigma_px)
+    lr = acquire(lr_sig, dose=params.lr_dose, gain=params.lr_gain, offset=params.lr_offset,
+                 bits=params.bits, noise=params.noise, read_noise=params.read_noise,
+                 line_noise=params.line_noise, charging=params.charging,
+                 rng=np.random.default_rng([params.seed, 7500]))
+    del lr_sig
+    hrs = []
+    for i, reg in enumerate(regions):
+        sig = render(spec, reg.hr_to_phys, reg.shape, blur_sigma_px=reg.blur_sigma_px)
+        hrs.append(acquire(sig, dose=reg.dose, gain=reg.gain, offset=reg.offset,
+                           bits=params.bits, noise=params.noise, read_noise=params.read_noise,
+                           line_noise=params.line_noise, charging=params.charging,
+                           rng=np.random.default_rng([params.seed, 7501 + i])))
+    if params.databar_rows > 0:
+        hfw = params.lr_shape_[1] * params.lr_pixel_size_um
+        lr = add_databar(lr, params.databar_rows, _databar_text(hfw, "LR"))
+        hrs = [add_databar(h, params.databar_rows,
+                           _databar_text(h.shape[1] * r.pixel_size_um, r.file))
+               for h, r in zip(hrs, regions, strict=True)]
+    truth = _truth_dict(params, regions, spec, lr.shape, [h.shape for h in hrs])
+    del vmax
+    files: list[Path] = []
+    if out_dir is not None:
+        files = _write_all(Path(out_dir), params, regions, lr, hrs, truth)
+    return SynthResult(lr=lr, hr=hrs, truth=truth, files=files)
+
+
+def _databar_text(hfw_um: float, name: str) -> str:
+    return f"HV 15.00 kV  WD 10.0 mm  HFW {hfw_um:.1f} um  BSED  {name}  dleem synth"
+
+
+def _truth_dict(
+    params: SynthParams,
+    regions: list[RegionSpec],
+    spec: Specimen,
+    lr_file_shape: tuple[int, ...],
+    hr_file_shapes: list[tuple[int, ...]],
+) -> dict:
+    from dleem import __version__
+
+    p_lr = params.lr_pixel_size_um
+    regs = []
+    for reg, shape in zip(regions, hr_file_shapes, strict=True):
+        m = reg.hr_to_lr(p_lr)
+        inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+        rows, cols = reg.shape
+        corners = np.array([[-0.5, -0.5, 1], [cols - 0.5, -0.5, 1],
+                            [cols - 0.5, rows - 0.5, 1], [-0.5, rows - 0.5, 1]]) @ m.T
+        lo = np.floor(corners.min(0) + 0.5).astype(int)
+        hi = np.ceil(corners.max(0) + 0.5).astype(int)
+        regs.append({
+            "file": reg.file,
+            "shape": [int(shape[0]), int(shape[1])],
+            "image_shape": [int(rows), int(cols)],
+            "pixel_size_um": reg.pixel_size_um,
+            "hr_to_lr": m.tolist(),
+            "lr_to_hr": inv.tolist(),
+            "lr_box": [int(lo[1]), int(lo[0]), int(hi[1]), int(hi[0])],
+            "centre_um": list(reg.centre_um),
+            "centre_lr": [reg.centre_um[0] / p_lr, reg.centre_um[1] / p_lr],
+            "rotation_deg": reg.rotation_deg,
+            "scale_error": reg.scale_error,
+            "shear": reg.shear,
+            "drift_px": list(reg.drift_px),
+            "blur_sigma_px": reg.blur_sigma_px,
+            "dose": reg.dose,
+            "gain": reg.gain,
+            "offset": reg.offset,
+            "read_noise": params.read_noise if params.noise else 0.0,
+            "line_noise": params.line_noise if params.noise else 0.0,
+            "databar_rows": params.databar_rows,
+        })
+    return {
+        "version": TRUTH_VERSION,
+        "generator": f"dleem.synth (dleem {__version__})",
+        "seed": params.seed,
+        "ratio": params.ratio,
+        "lr_file": "LR.tif",
+        "lr_pixel_size_um": p_lr,
+        "hr_pixel_size_um": params.hr_pixel_size_um,
+        "lr_shape": [int(lr_file_shape[0]), int(lr_file_shape[1])],
+        "lr_image_shape": list(params.lr_shape_),
+        "bits": params.bits,
+        "dtype": "uint8" if params.bits == 8 else "uint16",
+        "noise": params.noise,
+        "lr_blur_sigma_px": params.lr_blur_sigma_px,
+        "lr_dose": params.lr_dose,
+        "lr_gain": params.lr_gain,
+        "lr_offset": params.lr_offset,
+        "read_noise": params.read_noise if params.noise else 0.0,
+        "line_noise": params.line_noise if params.noise else 0.0,
+        "charging": params.charging if params.noise else 0.0,
+        "databar_rows": params.databar_rows,
+        "grey_scale": "value = offset + gain * S (S: BSE signal 0-1 of the beam-blurred "
+                      "specimen, area-averaged per pixel); DN = value * (2**bits - 1)",
+        "geometry": "x = column, y = row, pixel centres on integers; LR pixel (x, y) centre "
+                    "at physical (p_LR x, p_LR y) um; hr_to_lr maps HR (x, y, 1) to LR (x, y)",
+        "specimen": {"seed": spec.seed, "extent_um": list(spec.extent_um),
+                     "n_grains": spec.n_grains, "params": spec.params.to_dict()},
+        "params": params.to_dict(),
+        "regions": regs,
+    }
+
+
+def _write_all(out: Path, params: SynthParams, regions: list[RegionSpec], lr: np.ndarray,
+               hrs: list[np.ndarray], truth: dict) -> list[Path]:
+    from dleem.io import write_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_image(out / "LR.tif", lr, pixel_size_um=params.lr_pixel_size_um)]
+    for reg, img in zip(regions, hrs, strict=True):
+        files.append(write_image(out / reg.file, img, pixel_size_um=reg.pixel_size_um))
+    files.append(_write_json(out / "truth.json", truth))
+    return files
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- truth
+
+
+def load_truth(truth: str | PathLike[str] | dict) -> dict:
+    """Read ``truth.json`` (or pass a dict through), checking it is one of ours."""
+    if isinstance(truth, dict):
+        data = truth
+        src = "truth"
+    else:
+        src = str(truth)
+        try:
+            data = json.loads(Path(truth).read_text())
+        except FileNotFoundError:
+            raise InputError(src, "no such file") from None
+        except (OSError, ValueError) as e:
+            raise InputError(src, f"not a readable truth.json ({e})") from None
+    if not isinstance(data, dict) or "params" not in data or "regions" not in data:
+        raise InputError(src, "not a dleem synth truth.json (no 'params' / 'regions')")
+    return data
+
+
+def specimen_from_truth(truth: str | PathLike[str] | dict) -> tuple[SynthParams, Specimen]:
+    """Re-create the parameters and the specimen of a synthetic acquisition."""
+    data = load_truth(truth)
+    params = SynthParams.from_dict(data["params"])
+    spec = build_specimen(params.specimen, data["specimen"]["seed"],
+                          tuple(data["specimen"]["extent_um"]))
+    return params, spec
+
+
+def render_specimen(
+    truth: str | PathLike[str] | dict,
+    lr_pixel_coords: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    blur_um: float = 0.0,
+    blur_px: float | None = None,
+    supersample: int | None = None,
+) -> np.ndarray:
+    """Noise-free BSE signal (0-1) on any affine grid given in LR pixel coordinates.
+
+    Parameters
+    ----------
+    truth : path or dict
+    lr_pixel_coords : (2, 3) array
+        Affine map from the output grid's pixel coordinates to LR pixel coordinates
+        (e.g. a region's ``hr_to_lr``).
+    shape : (rows, cols)
+    blur_um : float
+        Gaussian beam sigma in µm (0: the specimen with its own soft edges only).
+    blur_px : float, optional
+        Gaussian beam sigma in pixels of the output grid (overrides `blur_um`).
+    """
+    params, spec = specimen_from_truth(truth)
+    m = params.lr_pixel_size_um * np.asarray(lr_pixel_coords, float).reshape(2, 3)
+    p_out = math.sqrt(abs(np.linalg.det(m[:, :2])))
+    sigma = blur_px if blur_px is not None else blur_um / p_out
+    return render(spec, m, shape, blur_sigma_px=sigma, supersample=supersample)
+
+
+def render_truth(
+    truth: str | PathLike[str] | dict,
+    lr_box: tuple[int, int, int, int],
+    scale: int = 4,
+    *,
+    blur: Literal["none", "hr", "lr"] | float = "none",
+    region: int = 0,
+) -> np.ndarray:
+    """The noise-free specimen on a grid `scale` times finer than the LR grid.
+
+    Parameters
+    ----------
+    truth : path to truth.json, or its dict
+    lr_box : (row0, col0, row1, col1)
+        Half-open window in LR pixels (may extend past the LR image; the specimen
+        exists there too, up to a margin).
+    scale : int
+        k: fine pixel j covers LR pixel floor(j / k); its centre is at LR coordinate
+        ``(j + 0.5) / k - 0.5``. Output shape ``(k (row1 - row0), k (col1 - col0))``.
+    blur : "none", "hr", "lr" or float
+        "none": the specimen only (its soft edges, no beam) - the ideal target;
+        "hr": convolved with HR region `region`'s beam (what a perfect, noise-free HR
+        acquisition resampled onto this grid shows); "lr": with the LR beam; a float:
+        a Gaussian sigma in µm.
+    region : int
+        Which region's beam for ``blur="hr"``.
+
+    Returns
+    -------
+    float32 array in the LR grey scale (LR gain and offset applied, DN of the LR dtype,
+    not rounded).
+    """
+    data = load_truth(truth)
+    params = SynthParams.from_dict(data["params"])
+    r0, c0, r1, c1 = (int(v) for v in lr_box)
+    k = int(scale)
+    if k < 1 or r1 <= r0 or c1 <= c0:
+        raise DleemError(f"bad lr_box {lr_box} or scale {scale}")
+    if blur == "none":
+        blur_um = 0.0
+    elif blur == "hr":
+        reg = data["regions"][region]
+        # The beam sigma is in pixels of the HR scan as it really was (scale error included).
+        p_hr = data["lr_pixel_size_um"] * math.sqrt(abs(np.linalg.det(np.array(reg["hr_to_lr"])[:, :2])))
+        blur_um = reg["blur_sigma_px"] * p_hr
+    elif blur == "lr":
+        blur_um = data["lr_blur_sigma_px"] * data["lr_pixel_size_um"]
+    elif isinstance(blur, (int, float)):
+        blur_um = float(blur)
+    else:
+        raise DleemError(f"blur must be 'none', 'hr', 'lr' or a sigma in um, got {blur!r}")
+    grid = np.array([[1 / k, 0, c0 + 0.5 / k - 0.5], [0, 1 / k, r0 + 0.5 / k - 0.5]])
+    sig = render_specimen(data, grid, (k * (r1 - r0), k * (c1 - c0)), blur_um=blur_um)
+    vmax = 2 ** params.bits - 1
+    return ((params.lr_offset + params.lr_gain * sig) * vmax).astype(np.float32)
+
+
+def render_image(truth: str | PathLike[str] | dict, which: str | int = "LR") -> np.ndarray:
+    """Noise-free version of an image of the acquisition, in its own grey scale (float32 DN).
+
+    `which` is ``"LR"`` or a region index (0-based). No databar.
+    """
+    data = load_truth(truth)
+    params, spec = specimen_from_truth(data)
+    vmax = 2 ** params.bits - 1
+    if which == "LR":
+        sig = render(spec, lr_pixel_to_phys(params), params.lr_shape_,
+                     blur_sigma_px=params.lr_blur_sigma_px)
+        return ((params.lr_offset + params.lr_gain * sig) * vmax).astype(np.float32)
+    reg = data["regions"][int(which)]
+    m = hr_pixel_to_phys(tuple(reg["image_shape"]), reg["pixel_size_um"], tuple(reg["centre_um"]),
+                         reg["rotation_deg"], reg["scale_error"], reg["shear"],
+                         tuple(reg["drift_px"]))
+    sig = render(spec, m, tuple(reg["image_shape"]), blur_sigma_px=reg["blur_sigma_px"])
+    return ((reg["offset"] + reg["gain"] * sig) * vmax).astype(np.float32)

@@ -1,0 +1,364 @@
+"""Streaming I/O for upscaling: lazy input, a resumable zarr work store, OME-Zarr and OME-TIFF.
+
+Design (why every output goes through a zarr work store)
+--------------------------------------------------------
+Tiles are written, as they are produced, into a zarr array whose chunks are exactly
+the SR tiles (``scale * tile`` fine pixels), next to the output under a hidden name
+(``.NAME.partial.zarr``), and the index of each finished tile is appended to a sidecar
+(``dleem-progress.txt``) *after* its chunk is on disk. Chunks are independent files, so
+an interrupted run loses at most the tiles in flight, and ``--resume`` skips the rest.
+A TIFF cannot be resumed that way (its tiles and IFDs are written sequentially and an
+unfinished file is unreadable), so TIFF output is streamed from the finished work store
+into a temporary file and renamed: one extra sequential read and write of the output,
+which is cheap next to the network, buys resumability and lets the pyramid be built
+band by band from a chunked source. OME-Zarr output *is* the work store, renamed at the
+end. Memory stays bounded by one band of ``scale * tile`` rows whatever the image size.
+
+Geometry recorded with the output: fine pixel ``j`` has its centre at LR coordinate
+``(j + 0.5) / k - 0.5`` (LR pixel centres on integers), i.e. the SR grid origin sits
+``-(k - 1) / (2k)`` LR pixels from the LR origin. Pyramid level ``l`` averages
+``2**l`` x ``2**l`` fine pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dleem.errors import DleemError, InputError
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FILE = "dleem-progress.txt"
+NGFF_VERSION = "0.5"
+TIFF_TILE = 512
+PYRAMID_MIN_SIDE = 512
+CLASSIC_TIFF_LIMIT = 2**32 - 2**26  # bytes of pixel data kept below 4 GiB with room for IFDs
+
+
+# -- input ---------------------------------------------------------------------------
+def _tiff_pixel_size(tif: Any) -> tuple[float | None, str]:
+    """Pixel size in µm from OME, FEI/Helios, Zeiss SEM or resolution tags (light parse)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        if tif.ome_metadata:
+            root = ET.fromstring(tif.ome_metadata)
+            for el in root.iter():
+                if el.tag.endswith("Pixels") and el.get("PhysicalSizeX"):
+                    unit = el.get("PhysicalSizeXUnit", "µm")
+                    factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}.get(unit)
+                    if factor:
+                        return float(el.get("PhysicalSizeX")) * factor, "ome"
+        fei = getattr(tif, "fei_metadata", None)
+        if fei and "Scan" in fei and "PixelWidth" in fei["Scan"]:
+            return float(fei["Scan"]["PixelWidth"]) * 1e6, "fei_metadata"
+        sem = getattr(tif, "sem_metadata", None)
+        if sem and "ap_pixel_size" in sem:
+            value, unit = sem["ap_pixel_size"][1], sem["ap_pixel_size"][2]
+            factor = {"nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3}.get(unit)
+            if factor:
+                return float(value) * factor, "sem_metadata"
+        page = tif.pages.first
+        tags = page.tags
+        if "XResolution" in tags and "ResolutionUnit" in tags:
+            num, den = tags["XResolution"].value
+            unit = int(tags["ResolutionUnit"].value)
+            if num and den and unit in (2, 3):
+                per_um = num / den / (25400.0 if unit == 2 else 10000.0)
+                if per_um > 0 and not (unit == 2 and num / den in (72.0, 96.0, 300.0)):
+                    return 1.0 / per_um, "resolution_tags"
+    except Exception:  # noqa: BLE001 - metadata is optional; a bad tag means unknown
+        log.debug("pixel size metadata not readable", exc_info=True)
+    return None, "none"
+
+
+def open_lazy(path: Path) -> tuple[Any, float | None, str]:
+    """Open a 2-D image without loading it: (array-like, pixel size µm or None, source).
+
+    TIFF: a memory map when the pixels are stored contiguously, else a zarr view of the
+    tiles/strips (tifffile ``aszarr``). zarr / OME-Zarr: level 0. Anything else (PNG...)
+    is small enough to read with `dleem.io.read_image`.
+    """
+    import tifffile
+
+    if not path.exists():
+        raise InputError(path, "file not found")
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".zarr"):
+        return _open_zarr(path)
+    if name.endswith((".tif", ".tiff")):
+        try:
+            with tifffile.TiffFile(path) as tif:
+                size, source = _tiff_pixel_size(tif)
+                series = tif.series[0]
+                shape = series.shape
+            if len(shape) == 3 and shape[-1] in (3, 4):
+                raise InputError(path, f"expected a grey image, got colour shape {shape}")
+            if len(shape) != 2 or 0 in shape:
+                raise InputError(path, f"expected a 2-D grey image, got shape {shape}")
+            try:
+                data: Any = tifffile.memmap(path, mode="r")
+            except ValueError:
+                import zarr
+
+                data = zarr.open(tifffile.imread(path, aszarr=True, level=0), mode="r")
+                if hasattr(data, "keys"):  # a multiscale group: level 0
+                    data = data["0"]
+        except InputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any decoder failure is a bad file
+            raise InputError(path, f"cannot be read as a TIFF image ({error})") from None
+        return data, size, source
+    from dleem.io import read_image
+
+    image = read_image(path)
+    return image.data, image.pixel_size_um, image.pixel_size_source
+
+
+def _open_zarr(path: Path) -> tuple[Any, float | None, str]:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as error:  # noqa: BLE001
+        raise InputError(path, f"cannot be opened as zarr ({error})") from None
+    size = None
+    source = "none"
+    if hasattr(node, "keys"):
+        attrs = dict(node.attrs)
+        ms = (attrs.get("ome") or attrs).get("multiscales")
+        if not ms:
+            raise InputError(path, "a zarr group without OME-NGFF multiscales metadata")
+        ds = ms[0]["datasets"][0]
+        axes = ms[0].get("axes", [])
+        for t in ds.get("coordinateTransformations", []):
+            if t.get("type") == "scale":
+                unit = axes[-1].get("unit") if axes and isinstance(axes[-1], dict) else None
+                factor = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3}.get(unit or "")
+                if factor:
+                    size, source = float(t["scale"][-1]) * factor, "ome"
+        node = node[ds["path"]]
+    if node.ndim != 2:
+        raise InputError(path, f"expected a 2-D grey image, got shape {node.shape}")
+    return node, size, source
+
+
+# -- the work store ------------------------------------------------------------------
+def work_store_path(output: Path) -> Path:
+    """Hidden sibling where tiles accumulate (and that ``--resume`` reopens)."""
+    suffix = "" if output.name.lower().endswith(".zarr") else ".zarr"
+    return output.with_name(f".{output.name}.partial{suffix}")
+
+
+class WorkStore:
+    """SR level 0 as a zarr array chunked by tile, plus the list of finished tiles."""
+
+    def __init__(self, path: Path, group: Any) -> None:
+        self.path = path
+        self.group = group
+        self.level0 = group["0"]
+        self._progress = None
+        self._since_sync = 0
+
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, int], dtype: Any, chunk: int,
+               identity: dict[str, Any]) -> WorkStore:
+        import zarr
+
+        if path.exists():
+            shutil.rmtree(path)
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group.attrs["dleem_run"] = identity
+        group.create_array("0", shape=shape, dtype=dtype, chunks=(chunk, chunk),
+                           dimension_names=("y", "x"), fill_value=0)
+        (path / PROGRESS_FILE).touch()
+        return cls(path, group)
+
+    @classmethod
+    def resume(cls, path: Path, identity: dict[str, Any]) -> WorkStore:
+        import zarr
+
+        try:
+            group = zarr.open_group(str(path), mode="r+")
+            stored = dict(group.attrs).get("dleem_run")
+        except Exception as error:  # noqa: BLE001
+            raise DleemError(f"{path}: cannot reopen the partial run ({error}); rerun without --resume") from None
+        if stored != identity:
+            diff = sorted(k for k in set(stored or {}) | set(identity)
+                          if (stored or {}).get(k) != identity.get(k))
+            raise DleemError(f"{path}: the partial run used a different {', '.join(diff)}; "
+                             f"rerun without --resume to start over")
+        return cls(path, group)
+
+    def done(self) -> set[int]:
+        """Tiles recorded as finished (a torn last line is ignored)."""
+        f = self.path / PROGRESS_FILE
+        if not f.exists():
+            return set()
+        out = set()
+        for line in f.read_text().splitlines():
+            if line.strip().isdigit():
+                out.add(int(line))
+        return out
+
+    def write_tile(self, core_box: tuple[int, int, int, int], sr: np.ndarray, scale: int) -> None:
+        y0, _, x0, _ = core_box
+        self.level0[scale * y0:scale * y0 + sr.shape[0], scale * x0:scale * x0 + sr.shape[1]] = sr
+
+    def mark_done(self, index: int) -> None:
+        if self._progress is None:
+            self._progress = open(self.path / PROGRESS_FILE, "a")  # noqa: SIM115 - closed in close()
+        self._progress.write(f"{index}\n")
+        self._progress.flush()
+        self._since_sync += 1
+        if self._since_sync >= 16:
+            os.fsync(self._progress.fileno())
+            self._since_sync = 0
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.flush()
+            os.fsync(self._progress.fileno())
+            self._progress.close()
+            self._progress = None
+
+    # -- pyramid and metadata ----------------------------------------------------------
+    def levels(self) -> list[Any]:
+        out, i = [], 0
+        while str(i) in self.group:
+            out.append(self.group[str(i)])
+            i += 1
+        return out
+
+    def build_pyramid(self, min_side: int = PYRAMID_MIN_SIDE) -> list[Any]:
+        """Levels 1.. by 2x2 means, each computed band by band from the one above."""
+        levels = [self.level0]
+        i = 1
+        while max(levels[-1].shape) > min_side:
+            src = levels[-1]
+            shape = (-(-src.shape[0] // 2), -(-src.shape[1] // 2))
+            chunk = src.chunks[0]
+            name = str(i)
+            if name in self.group:
+                del self.group[name]
+            dst = self.group.create_array(name, shape=shape, dtype=src.dtype, chunks=(chunk, chunk),
+                                          dimension_names=("y", "x"), fill_value=0)
+            for r0 in range(0, shape[0], chunk):
+                r1 = min(r0 + chunk, shape[0])
+                dst[r0:r1] = downsample2(np.asarray(src[2 * r0:min(2 * r1, src.shape[0])]), src.dtype)
+            levels.append(dst)
+            i += 1
+        return levels
+
+    def write_ngff(self, sr_pixel_size_um: float | None, scale: int, extra: dict[str, Any]) -> None:
+        """OME-NGFF 0.5 multiscales: physical scale and the SR-grid offset per level."""
+        unit_size = sr_pixel_size_um if sr_pixel_size_um else 1.0 / scale  # else in LR pixels
+        origin = -(scale - 1) / (2 * scale) * scale * unit_size  # -(k-1)/(2k) LR px
+        datasets = []
+        for i in range(len(self.levels())):
+            f = 2**i
+            datasets.append({"path": str(i), "coordinateTransformations": [
+                {"type": "scale", "scale": [unit_size * f, unit_size * f]},
+                {"type": "translation", "translation": [origin + (f - 1) / 2 * unit_size] * 2},
+            ]})
+        axis = {"type": "space"}
+        if sr_pixel_size_um:
+            axis["unit"] = "micrometer"
+        self.group.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": [{
+            "name": "dleem super-resolution",
+            "axes": [{"name": "y", **axis}, {"name": "x", **axis}],
+            "datasets": datasets,
+            "type": "mean of 2x2",
+        }]}
+        dleem = dict(self.group.attrs.get("dleem", {}))
+        dleem.update(extra)
+        self.group.attrs["dleem"] = dleem
+
+
+def downsample2(band: np.ndarray, dtype: Any) -> np.ndarray:
+    """2x2 mean (edge rows/columns replicated for odd sizes), rounded for integer dtypes."""
+    h, w = band.shape
+    if h % 2 or w % 2:
+        band = np.pad(band, ((0, h % 2), (0, w % 2)), mode="edge")
+    m = band.astype(np.float32).reshape(band.shape[0] // 2, 2, band.shape[1] // 2, 2).mean(axis=(1, 3))
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        return np.clip(np.rint(m), info.min, info.max).astype(dt)
+    return m.astype(dt)
+
+
+# -- OME-TIFF ------------------------------------------------------------------------
+def _tiles(level: Any, tile: int, band_rows: int | None = None) -> Iterator[np.ndarray]:
+    """Row-major TIFF tiles of a (lazy) 2-D array, reading one band of rows at a time."""
+    h, w = level.shape
+    for r0 in range(0, h, tile):
+        band = np.asarray(level[r0:min(r0 + tile, h)])
+        for c0 in range(0, w, tile):
+            yield band[:, c0:c0 + tile]
+
+
+def needs_bigtiff(shapes: list[tuple[int, int]], dtype: Any) -> bool:
+    """Classic TIFF (readable by ImageJ 1) when all pixel data fit under 4 GiB."""
+    size = sum(int(np.prod(s)) for s in shapes) * np.dtype(dtype).itemsize
+    return size > CLASSIC_TIFF_LIMIT
+
+
+def write_ome_tiff(
+    path: Path, levels: list[Any], *, pixel_size_um: float | None, description: dict[str, Any] | None = None,
+    origin_um: float | None = None, tile: int = TIFF_TILE,
+) -> None:
+    """Tiled (pyramidal when several levels) OME-TIFF streamed from lazy arrays.
+
+    ``pixel_size_um`` of level 0 goes to ``PhysicalSizeX/Y`` and the resolution tags;
+    ``origin_um`` (the position of pixel (0, 0)'s centre relative to the LR image's) to
+    the OME ``Plane`` position; ``description`` to the OME ``Description`` as JSON.
+    """
+    import tifffile
+
+    shapes = [tuple(lv.shape) for lv in levels]
+    dtype = np.dtype(levels[0].dtype)
+    metadata: dict[str, Any] = {"axes": "YX", "Name": path.name.split(".")[0]}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeXUnit="µm",
+                        PhysicalSizeY=pixel_size_um, PhysicalSizeYUnit="µm")
+        if origin_um is not None:
+            metadata["Plane"] = {"PositionX": [origin_um], "PositionXUnit": ["µm"],
+                                 "PositionY": [origin_um], "PositionYUnit": ["µm"]}
+    if description:
+        metadata["Description"] = json.dumps(description)
+    options: dict[str, Any] = {"tile": (tile, tile), "dtype": dtype, "photometric": "minisblack"}
+    if pixel_size_um:
+        options.update(resolutionunit="CENTIMETER")
+    with tifffile.TiffWriter(path, bigtiff=needs_bigtiff(shapes, dtype), ome=True) as tw:
+        for i, level in enumerate(levels):
+            extra: dict[str, Any] = {}
+            if pixel_size_um:
+                extra["resolution"] = (1e4 / (pixel_size_um * 2**i),) * 2
+            if i == 0:
+                extra.update(subifds=len(levels) - 1, metadata=metadata)
+            else:
+                extra.update(subfiletype=1)
+            tw.write(_tiles(level, tile), shape=shapes[i], **options, **extra)
+
+
+# -- atomic replacement --------------------------------------------------------------
+def replace_path(src: Path, dst: Path) -> None:
+    """Move a finished file or directory onto ``dst`` (an old ``dst`` is removed after)."""
+    if src.is_dir() and dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        if old.exists():
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        os.replace(src, dst)

@@ -91,6 +91,8 @@ def test_target_reproduces_the_specimen_on_a_rotated_map(ratio, rotation, scale)
     assert target.shape == (scale * (r1 - r0), scale * (c1 - c0))
     assert target.dtype == np.float32 and mask.dtype == np.uint8
     assert mask.all()  # the box is fully covered
+    strips = pairs.resample_hr_to_fine(hr, m, box, scale, gain=0.5, offset=7.0, chunk_px=5000)
+    np.testing.assert_array_equal(strips[0], target)  # row strips change nothing
     y, x = pairs.fine_grid_lr_coords(box, scale)
     truth = 0.5 * specimen(*np.meshgrid(x, y)) + 7.0
     err = target - truth

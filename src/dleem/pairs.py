@@ -226,6 +226,7 @@ def resample_hr_to_fine(
     offset: float = 0.0,
     hr_valid: np.ndarray | None = None,
     order: int = 3,
+    chunk_px: int = 1 << 20,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample an HR image onto the fine grid (k times the LR grid) of an LR box.
 
@@ -244,6 +245,7 @@ def resample_hr_to_fine(
     hr_valid : bool array of the HR shape, False on pixels that must not feed a target
         (databar, user mask).
     order : spline order of the sampling (3 = cubic).
+    chunk_px : fine pixels computed at once (bounds the memory on large regions).
 
     Returns
     -------
@@ -270,26 +272,39 @@ def resample_hr_to_fine(
     if u1 <= u0 or v1 <= v0:
         raise DleemError("the LR box does not overlap the HR image")
     window = area_prefilter(hr[v0:v1, u0:u1], width)
-    yy, xx = np.meshgrid(y, x, indexing="ij")
-    uu, vv = apply_affine(inv, xx, yy)
-    coords = np.stack([vv - v0, uu - u0])
-    values = ndimage.map_coordinates(window, coords, order=order, mode="nearest", prefilter=order > 1)
-    target = (gain * values.astype(np.float64) + offset).astype(np.float32)
-
-    # Validity: the fine pixel's footprint (side 1/k LR px) fully inside the HR extent.
-    half = 0.5 / k
-    valid = np.ones(target.shape, dtype=bool)
-    for dx in (-half, half):
-        for dy in (-half, half):
-            cu, cv = apply_affine(inv, xx + dx, yy + dy)
-            valid &= (cu >= -0.5 - 1e-9) & (cu <= w_hr - 0.5 + 1e-9)
-            valid &= (cv >= -0.5 - 1e-9) & (cv <= h_hr - 0.5 + 1e-9)
+    pad = 12  # as scipy pads before its own spline prefilter, so edges behave the same
+    if order > 1:
+        coeffs = ndimage.spline_filter(np.pad(window, pad, mode="edge"), order, mode="nearest",
+                                       output=np.float64)
+    else:
+        coeffs, pad = window, 0
+    spread = None
     if hr_valid is not None:
         bad = ~np.asarray(hr_valid[v0:v1, u0:u1], dtype=bool)
         if bad.any():
             spread = area_prefilter(bad.astype(np.float32), max(width, 1.0))
-            touched = ndimage.map_coordinates(spread, coords, order=1, mode="nearest")
-            valid &= touched < 1e-3
+
+    target = np.empty((y.size, x.size), dtype=np.float32)
+    valid = np.empty((y.size, x.size), dtype=bool)
+    half = 0.5 / k
+    step = max(1, chunk_px // max(1, x.size))
+    for r in range(0, y.size, step):  # row strips: memory stays bounded for large regions
+        yy, xx = np.meshgrid(y[r : r + step], x, indexing="ij")
+        uu, vv = apply_affine(inv, xx, yy)
+        coords = np.stack([vv - v0 + pad, uu - u0 + pad])
+        values = ndimage.map_coordinates(coeffs, coords, order=order, mode="nearest", prefilter=False)
+        target[r : r + step] = gain * values + offset
+        # Validity: the fine pixel's footprint (side 1/k LR px) fully inside the HR extent.
+        ok = np.ones(yy.shape, dtype=bool)
+        for dx in (-half, half):
+            for dy in (-half, half):
+                cu, cv = apply_affine(inv, xx + dx, yy + dy)
+                ok &= (cu >= -0.5 - 1e-9) & (cu <= w_hr - 0.5 + 1e-9)
+                ok &= (cv >= -0.5 - 1e-9) & (cv <= h_hr - 0.5 + 1e-9)
+        if spread is not None:
+            touched = ndimage.map_coordinates(spread, coords - pad, order=1, mode="nearest")
+            ok &= touched < 1e-3
+        valid[r : r + step] = ok
     return target, valid.astype(np.uint8)
 
 

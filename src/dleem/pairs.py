@@ -615,6 +615,8 @@ def make_pairs(
     scale = int(scale)
     if not 1 <= scale <= 16:
         raise DleemError(f"scale must be an integer from 1 to 16, got {scale}")
+    if scale == 1:
+        log.warning("scale 1: the targets have the LR pixel size, there is no resolution to learn")
     lr_dtype = np.dtype(lr.dtype)
 
     boxes: list[Box] = []
@@ -681,8 +683,16 @@ def make_pairs(
         "regions": entries,
     }
     write_json(out_dir / "manifest.json", manifest)
+    _remove_stale(out_dir, {e[key] for e in entries for key in ("lr", "hr", "mask")})
     log.info("wrote %d training pairs at scale %d to %s", len(entries), scale, out_dir)
     return manifest
+
+
+def _remove_stale(out_dir: Path, keep: set[str]) -> None:
+    """Pair files of an earlier run into the same folder that this manifest no longer lists."""
+    for path in out_dir.glob("HR_*_*.tif"):
+        if path.name not in keep and path.stem.rsplit("_", 1)[-1] in ("lr", "hr", "mask"):
+            path.unlink(missing_ok=True)
 
 
 def load_manifest(path: str | PathLike[str]) -> dict[str, Any]:

@@ -399,6 +399,10 @@ def write_qc_figures(
                              title=Path(registration["lr_file"]).name)]
     if progress:
         progress()
+    keep = {f"HR_{index + 1}.png" for index in results}
+    for stale in qc_dir.glob("HR_*.png"):  # figures of an earlier run into this workspace
+        if stale.name not in keep:
+            stale.unlink(missing_ok=True)
     for index, (_, result) in results.items():
         label = f"HR_{index + 1}"
         pair = pair_by_id.get(label)

@@ -132,7 +132,7 @@ def tiles(shape: tuple[int, int], tile: int = TILE) -> Iterator[tuple[int, int, 
 
 def write_consistency(
     path: Path, sr: Any, lr: Any, *, scale: int, sigma_lr_px: float, dtype_max: float,
-    lr_pixel_size_um: float | None, png_path: Path | None = None,
+    lr_pixel_size_um: float | None, png_path: Path | None = None, tile: int = TILE,
 ) -> dict[str, Any]:
     """Stream the map into a float32 OME-TIFF at ``path`` (atomic) and draw the summary PNG.
 
@@ -147,12 +147,12 @@ def write_consistency(
 
     h, w = lr.shape
     factor = 1
-    while max(h, w) / factor > PREVIEW_SIDE and factor < TILE:
+    while max(h, w) / factor > PREVIEW_SIDE and factor < tile:
         factor *= 2
     summary = Summary(hist_range=0.25 * dtype_max, shape=(h, w), factor=factor)
 
     def gen() -> Iterator[np.ndarray]:
-        for box in tiles((h, w)):
+        for box in tiles((h, w), tile):
             d = map_tile(sr, lr, box, scale, sigma_lr_px)
             summary.add(box, d)
             yield d
@@ -167,7 +167,7 @@ def write_consistency(
     os.close(fd)
     try:
         with tifffile.TiffWriter(tmp, bigtiff=needs_bigtiff([(h, w)], np.float32), ome=True) as tw:
-            tw.write(gen(), shape=(h, w), dtype=np.float32, tile=(TILE, TILE), metadata=metadata,
+            tw.write(gen(), shape=(h, w), dtype=np.float32, tile=(tile, tile), metadata=metadata,
                      photometric="minisblack")
         os.replace(tmp, path)
     except BaseException:

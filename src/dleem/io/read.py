@@ -123,8 +123,8 @@ def read_image(
         the pixels; ``"crop"`` also removes them; ``"keep"`` does not look.
         An int crops that many rows.
     lazy : bool, optional
-        Force (True) or forbid (False) lazy opening; default: lazy above
-        `LAZY_BYTES`.
+        Force (True) or forbid (False) lazy opening of TIFF and zarr; default:
+        lazy above `LAZY_BYTES`. PNG, JPEG and BMP are always read whole.
 
     Returns
     -------
@@ -145,15 +145,10 @@ def read_image(
         raise InputError(path, f"databar must be 'keep', 'detect', 'crop' or a row count, got {databar!r}")
     if not path.exists():
         raise InputError(path, "file not found")
-    suffix = path.suffix.lower()
-    if path.is_dir() or suffix in ZARR_SUFFIXES:
-        image = _read_zarr(path, lazy)
-    elif path.stat().st_size == 0:
-        raise InputError(path, "empty file (0 bytes)")
-    elif suffix in TIFF_SUFFIXES or _has_tiff_magic(path):
-        image = _read_tiff(path, page, lazy)
-    else:
-        image = _read_other(path)
+    try:
+        image = _read_any(path, page, lazy)
+    except OSError as error:  # permissions, a vanished network share ...
+        raise InputError(path, f"cannot be read ({error.strerror or error})") from None
     if page is not None and image.pages == 1 and page != 0:
         raise InputError(path, f"page {page} does not exist (the file has 1 page)")
 
@@ -170,6 +165,17 @@ def read_image(
 
 
 # --- formats --------------------------------------------------------------------------
+
+
+def _read_any(path: Path, page: int | None, lazy: bool | None) -> SEMImage:
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in ZARR_SUFFIXES:
+        return _read_zarr(path, lazy)
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+    if suffix in TIFF_SUFFIXES or _has_tiff_magic(path):
+        return _read_tiff(path, page, lazy)
+    return _read_other(path)
 
 
 def _has_tiff_magic(path: Path) -> bool:

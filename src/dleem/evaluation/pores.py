@@ -30,6 +30,7 @@ Torquato, S. (2002). Random Heterogeneous Materials. Springer (two-point correla
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,6 +193,19 @@ def local_thickness(mask: np.ndarray, *, step_px: float = 0.25) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _radial_bins(h: int, w: int, r_max_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lag selection, radial bin and pair count of every lag of an (h, w) window."""
+    shape = (2 * h, 2 * w)
+    ones = np.fft.rfft2(np.ones((h, w)), shape)
+    pairs = np.fft.fftshift(np.fft.irfft2(ones * np.conj(ones), shape))
+    yy, xx = np.indices(shape)
+    rr = np.rint(np.hypot(yy - h, xx - w)).astype(int)
+    sel = (rr <= r_max_px) & (pairs > 0.5)
+    counts = np.bincount(rr[sel], minlength=r_max_px + 1)
+    return sel, rr[sel], np.rint(pairs[sel]) * 1.0, counts  # type: ignore[return-value]
+
+
 def two_point_correlation(mask: np.ndarray, *, r_max_px: int | None = None) -> np.ndarray:
     """Radially averaged two-point correlation S2(r) of the pore phase, r = 0, 1, ... px.
 
@@ -203,20 +217,10 @@ def two_point_correlation(mask: np.ndarray, *, r_max_px: int | None = None) -> n
     h, w = f.shape
     if r_max_px is None:
         r_max_px = min(h, w) // 4
-    shape = (2 * h, 2 * w)
-    spec = np.fft.rfft2(f, shape)
-    auto = np.fft.irfft2(spec * np.conj(spec), shape)
-    ones = np.fft.rfft2(np.ones_like(f), shape)
-    pairs = np.fft.irfft2(ones * np.conj(ones), shape)
-    auto = np.fft.fftshift(auto)
-    pairs = np.fft.fftshift(pairs)
-    cy, cx = h, w
-    yy, xx = np.indices(shape)
-    rr = np.rint(np.hypot(yy - cy, xx - cx)).astype(int)
-    sel = (rr <= r_max_px) & (pairs > 0.5)
-    s2_lag = auto[sel] / np.rint(pairs[sel])
-    sums = np.bincount(rr[sel], weights=s2_lag, minlength=r_max_px + 1)
-    counts = np.bincount(rr[sel], minlength=r_max_px + 1)
+    sel, rbin, npairs, counts = _radial_bins(h, w, int(r_max_px))
+    spec = np.fft.rfft2(f, (2 * h, 2 * w))
+    auto = np.fft.fftshift(np.fft.irfft2(spec * np.conj(spec), (2 * h, 2 * w)))
+    sums = np.bincount(rbin, weights=auto[sel] / npairs, minlength=r_max_px + 1)
     return sums / np.maximum(counts, 1)
 
 

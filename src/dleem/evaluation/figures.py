@@ -1,0 +1,260 @@
+"""Figures of the report (matplotlib, Agg): every image gets a scale bar in µm.
+
+Display convention: all panels of one tile share one grey window (the 0.5 and 99.5
+percentiles of its HR tile), so a brighter or darker SR is seen as such; LR is drawn with
+nearest-neighbour pixels over the same physical extent as the fine-grid panels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+DPI = 100
+REF_COLOR = "black"
+BICUBIC_COLOR = "#d95f02"
+TRUTH_COLOR = "#7570b3"
+MODEL_COLORS = ("#1b9e77", "#1f78b4", "#e7298a", "#66a61e", "#a6761d", "#e6ab02")
+
+
+def method_color(name: str, models: Sequence[str]) -> str:
+    """One colour per method, the same in every figure."""
+    if name == "HR":
+        return REF_COLOR
+    if name == "bicubic":
+        return BICUBIC_COLOR
+    if name == "truth":
+        return TRUTH_COLOR
+    return MODEL_COLORS[list(models).index(name) % len(MODEL_COLORS)] if name in models else "grey"
+
+
+def nice_length(max_um: float) -> float:
+    """The largest 1, 2, 5 x 10^n µm not above ``max_um``."""
+    if max_um <= 0:
+        return 0.0
+    exp = math.floor(math.log10(max_um))
+    for m in (5, 2, 1):
+        if m * 10**exp <= max_um:
+            return float(m * 10**exp)
+    return float(10 ** (exp - 1) * 5)
+
+
+def format_um(length_um: float) -> str:
+    if length_um >= 1000:
+        return f"{length_um / 1000:g} mm"
+    if length_um >= 1:
+        return f"{length_um:g} µm"
+    return f"{length_um * 1000:g} nm"
+
+
+def add_scale_bar(ax, width_um: float, *, fraction: float = 0.25, color: str = "white") -> None:
+    """A scale bar in the lower-left corner of an image axis whose x extent is in µm."""
+    length = nice_length(width_um * fraction)
+    if length <= 0:
+        return
+    x0, y_img = ax.get_xlim(), ax.get_ylim()
+    height = abs(y_img[0] - y_img[1])
+    left = min(x0) + 0.05 * width_um
+    bottom = max(y_img) - 0.07 * height
+    outline = [patheffects.withStroke(linewidth=3, foreground="black")]
+    ax.plot([left, left + length], [bottom, bottom], color=color, linewidth=3,
+            solid_capstyle="butt", path_effects=outline)
+    ax.text(left + length / 2, bottom - 0.03 * height, format_um(length), color=color,
+            ha="center", va="bottom", fontsize=9, fontweight="bold", path_effects=outline)
+
+
+def _extent(shape: tuple[int, ...], px_um: float) -> list[float]:
+    return [0, shape[1] * px_um, shape[0] * px_um, 0]
+
+
+def image_panel(ax, img: np.ndarray, px_um: float, title: str, vmin: float, vmax: float,
+                *, cmap: str = "gray") -> None:
+    """One image with its physical extent, a title and a scale bar."""
+    ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+              extent=_extent(img.shape, px_um))
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    add_scale_bar(ax, img.shape[1] * px_um)
+
+
+def gallery_figure(path: Path, tile: dict, order: Sequence[str], fine_px_um: float,
+                   lr_px_um: float, titles: dict[str, str]) -> Path:
+    """LR | bicubic | SR ... | HR (| truth) of one tile at the same physical scale."""
+    hr = tile["HR"]
+    vmin, vmax = np.percentile(hr, [0.5, 99.5])
+    n = len(order)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), dpi=DPI, squeeze=False)
+    for ax, name in zip(axes[0], order, strict=True):
+        px = lr_px_um if name == "LR" else fine_px_um
+        image_panel(ax, tile[name], px, titles.get(name, name), vmin, vmax)
+    fig.tight_layout(pad=0.4)
+    return _save(fig, path)
+
+
+def pores_figure(path: Path, tile: dict, order: Sequence[str], threshold: float, px_um: float,
+                 pores_dark: bool, titles: dict[str, str]) -> Path:
+    """Pore masks (blue) over the grey image, one panel per method, same tile."""
+    hr = tile["HR"]
+    vmin, vmax = np.percentile(hr, [0.5, 99.5])
+    overlay = ListedColormap([(0, 0, 0, 0), (0.1, 0.45, 1.0, 0.6)])
+    n = len(order)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), dpi=DPI, squeeze=False)
+    for ax, name in zip(axes[0], order, strict=True):
+        img = tile[name]
+        mask = img <= threshold if pores_dark else img > threshold
+        image_panel(ax, img, px_um, f"{titles.get(name, name)}: {100 * mask.mean():.1f} %",
+                    vmin, vmax)
+        ax.imshow(mask.astype(float), cmap=overlay, vmin=0, vmax=1, interpolation="nearest",
+                  extent=_extent(img.shape, px_um))
+        add_scale_bar(ax, img.shape[1] * px_um)
+    fig.tight_layout(pad=0.4)
+    return _save(fig, path)
+
+
+def histogram_figure(path: Path, values: dict[str, list[float]], colors: dict[str, str],
+                     xlabel: str, titles: dict[str, str]) -> Path:
+    """Overlaid per-tile histograms of one metric with the median of each as a dashed line."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4), dpi=DPI)
+    finite = [v for vs in values.values() for v in vs if np.isfinite(v)]
+    if finite:
+        lo, hi = min(finite), max(finite)
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = np.linspace(lo, hi, 31)
+        for name, vs in values.items():
+            v = np.asarray([x for x in vs if np.isfinite(x)])
+            if not v.size:
+                continue
+            med = float(np.median(v))
+            ax.hist(v, bins=bins, histtype="stepfilled", alpha=0.25, color=colors[name])
+            ax.hist(v, bins=bins, histtype="step", linewidth=1.6, color=colors[name],
+                    label=f"{titles.get(name, name)} (median {med:.3g})")
+            ax.axvline(med, color=colors[name], linestyle="--", linewidth=1.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("tiles")
+    ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def psd_figure(path: Path, diameters: dict[str, np.ndarray], thickness: dict[str, np.ndarray],
+               s2: dict[str, np.ndarray], colors: dict[str, str], px_um: float,
+               titles: dict[str, str]) -> Path:
+    """Pore-size distributions overlaid: equivalent diameter (histogram and cumulative),
+    local thickness, and S2(r)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, axes = plt.subplots(2, 2, figsize=(12.0, 7.6), dpi=DPI)
+    ax_h, ax_c, ax_t, ax_s = axes.ravel()
+
+    def style(name: str) -> dict:
+        return {"color": colors[name], "linewidth": 1.8,
+                "linestyle": ":" if name == "truth" else "-"}
+
+    all_d = np.concatenate([d for d in diameters.values() if d.size] or [np.ones(1)])
+    lo = max(all_d.min(), 1e-3)
+    bins = np.geomspace(lo * 0.95, all_d.max() * 1.05 + 1e-9, 25)
+    for name, d in diameters.items():
+        if d.size:
+            ax_h.hist(d, bins=bins, histtype="step", label=f"{titles.get(name, name)} (n={d.size})",
+                      **style(name))
+            xs = np.sort(d)
+            ax_c.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post",
+                      label=titles.get(name, name), **style(name))
+    for ax in (ax_h, ax_c):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("equivalent diameter (µm)")
+    ax_h.set_ylabel("pores")
+    ax_h.set_title("pore-size distribution (number of pores)", fontsize=10)
+    ax_c.set_ylabel("fraction of pores ≤ diameter")
+    ax_c.set_title("cumulative pore-size distribution (what KS compares)", fontsize=10)
+    all_t = np.concatenate([t for t in thickness.values() if t.size] or [np.ones(1)])
+    tb = np.linspace(0, np.percentile(all_t, 99.5) * 1.05 + 1e-9, 30)
+    for name, t in thickness.items():
+        if t.size:
+            ax_t.hist(t, bins=tb, histtype="step", density=True, label=titles.get(name, name),
+                      **style(name))
+    ax_t.set_xlabel("local thickness (µm)")
+    ax_t.set_ylabel("pore area fraction per µm")
+    ax_t.set_title("pore-size function (local thickness, area-weighted)", fontsize=10)
+    for name, curve in s2.items():
+        if curve.size:
+            ax_s.plot(np.arange(curve.size) * px_um, curve, label=titles.get(name, name),
+                      **style(name))
+    ax_s.set_xlabel("distance r (µm)")
+    ax_s.set_ylabel("S2(r)")
+    ax_s.set_title("two-point correlation of the pore phase", fontsize=10)
+    for ax in axes.ravel():
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(fontsize=8, framealpha=0.85, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def map_figure(path: Path, img: np.ndarray, px_um: float, title: str, *, cmap: str = "gray",
+               label: str | None = None, boxes: Sequence[tuple[Sequence[int], str, str]] = (),
+               outlines: Sequence[tuple[np.ndarray, str, str]] = (),
+               max_side: int = 1200, symmetric: bool = False) -> Path:
+    """A whole-area image (LR overview, consistency map) with optional boxes and a colour bar.
+
+    ``boxes`` are (row0, col0, row1, col1) in pixels of ``img`` with a colour and a label;
+    ``outlines`` are (N, 2) arrays of (x, y) pixel coordinates.
+    """
+    step = max(1, int(math.ceil(max(img.shape) / max_side)))
+    view = np.asarray(img[::step, ::step], dtype=np.float64)
+    finite = view[np.isfinite(view)]
+    if symmetric:
+        lim = float(np.percentile(np.abs(finite), 99.5)) if finite.size else 1.0
+        vmin, vmax = -lim, lim
+    else:
+        vmin, vmax = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0, 1))
+    h, w = img.shape[:2]
+    aspect = h / w
+    fig, ax = plt.subplots(figsize=(7.5, 7.5 * aspect + 0.6), dpi=DPI)
+    im = ax.imshow(view, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                   extent=[0, w * px_um, h * px_um, 0])
+    labelled = set()
+    for box, color, text in boxes:
+        r0, c0, r1, c1 = box
+        ax.add_patch(plt.Rectangle((c0 * px_um, r0 * px_um), (c1 - c0) * px_um,
+                                   (r1 - r0) * px_um, fill=False, edgecolor=color, linewidth=1.4,
+                                   label=text if text not in labelled else None))
+        labelled.add(text)
+    for xy, color, text in outlines:
+        closed = np.vstack([xy, xy[:1]]) * px_um
+        ax.plot(closed[:, 0], closed[:, 1], color=color, linewidth=1.2,
+                label=text if text not in labelled else None)
+        labelled.add(text)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    add_scale_bar(ax, w * px_um, fraction=0.2)
+    if labelled:
+        ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    if label is not None:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=label)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=DPI)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,163 @@
+"""`evaluate_workspace`: what `dleem evaluate` does, as one API call.
+
+Opens the workspace, scores the models and bicubic on random held-out tiles, gathers what
+the report shows (registration, overview, consistency map, training curves, imaging time)
+and writes ``WORKSPACE/report/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dleem.errors import InputError
+from dleem.evaluation.evaluate import (
+    EvalOptions,
+    Upscaler,
+    Workspace,
+    evaluate,
+    model_upscaler,
+    open_workspace,
+)
+from dleem.evaluation.report import ReportInputs, write_report
+
+log = logging.getLogger(__name__)
+
+OVERVIEW_SIDE = 1200
+
+
+def _strided(data: Any, max_side: int = OVERVIEW_SIDE) -> tuple[np.ndarray, int]:
+    """A strided view of a (possibly lazy) 2-D image, at most ``max_side`` px a side."""
+    step = max(1, int(math.ceil(max(data.shape[:2]) / max_side)))
+    return np.asarray(data[::step, ::step]), step
+
+
+def find_dwell_times(ws: Workspace) -> tuple[dict[str, float], str]:
+    """Dwell times (µs per pixel) from the images' metadata, where every image has one."""
+    from dleem.io import read_image
+
+    def dwell_of(path: str | None) -> float | None:
+        if not path or not Path(path).is_file():
+            return None
+        try:
+            meta = getattr(read_image(path), "metadata", None) or {}
+        except Exception:  # noqa: BLE001 - metadata is optional
+            return None
+        found: list[float] = []
+
+        def walk(obj: Any) -> None:
+            if isinstance(obj, dict):
+                for key, value in obj.items():
+                    if "dwell" in str(key).lower():
+                        try:
+                            found.append(float(value))
+                        except (TypeError, ValueError):
+                            pass
+                    walk(value)
+
+        walk(meta)
+        if not found:
+            return None
+        value = found[0]
+        return value * 1e6 if value < 1e-2 else None  # FEI/Thermo write seconds
+
+    out: dict[str, float] = {}
+    lr = dwell_of(ws.manifest.get("lr_file"))
+    if lr is None:
+        return {}, "assumed equal dwell time per pixel (no dwell time in the LR metadata)"
+    out["LR"] = lr
+    for r in ws.manifest["regions"]:
+        d = dwell_of(r.get("hr_file"))
+        if d is None:
+            return {}, (f"assumed equal dwell time per pixel (no dwell time in {r.get('hr_file')})")
+        out[r["id"]] = d
+    out["HR_full"] = max(out[r["id"]] for r in ws.manifest["regions"])
+    return out, "dwell times in the image metadata (whole area at HR: the HR regions' dwell)"
+
+
+def truth_renderer(truth_json: Path) -> Callable[[tuple[int, int, int, int], int], np.ndarray]:
+    """The synthetic truth for a global LR box on the k-times grid (HR beam, no noise)."""
+    from dleem.synth import load_truth, render_truth
+
+    truth = load_truth(truth_json)
+
+    def render(box: tuple[int, int, int, int], k: int) -> np.ndarray:
+        return render_truth(truth, box, k, blur="hr")
+
+    return render
+
+
+def evaluate_workspace(
+    workspace: str | PathLike[str],
+    models: Sequence[str | PathLike[str]] | Sequence[Upscaler],
+    options: EvalOptions | None = None,
+    *,
+    sr_path: str | PathLike[str] | None = None,
+    sr_model: str | None = None,
+    consistency_path: str | PathLike[str] | None = None,
+    use_truth: bool = True,
+    device: str = "cpu",
+    command: str | None = None,
+    timings_s: dict[str, float] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    out_dir: str | PathLike[str] | None = None,
+) -> Path:
+    """Evaluate model folders on a workspace and write its report; returns index.html.
+
+    Parameters
+    ----------
+    workspace : path
+        Folder with ``pairs/manifest.json`` (and ``registration.json``, ``qc/``).
+    models : paths of model folders, or `Upscaler` objects
+    options : EvalOptions
+        Tiles, tile size, seed, pore settings.
+    sr_path, sr_model : the whole upscaled image and the model that made it (for the report).
+    consistency_path : the consistency map of that upscaling (float TIFF on the LR grid).
+    use_truth : score against the synthetic truth when ``truth.json`` sits beside the LR file.
+    """
+    from dleem.io import read_image
+
+    ws = open_workspace(workspace)
+    ups: list[Upscaler] = []
+    model_dirs: dict[str, Path] = {}
+    for m in models:
+        if isinstance(m, Upscaler):
+            ups.append(m)
+            if m.info.get("model_dir"):
+                model_dirs[m.name] = Path(m.info["model_dir"])
+        else:
+            up = model_upscaler(m, device=device)
+            ups.append(up)
+            model_dirs[up.name] = Path(m)
+    if not ups:
+        raise InputError(workspace, "no model to evaluate (give --model MODEL_DIR)")
+    truth = truth_renderer(ws.truth_json) if (use_truth and ws.truth_json) else None
+    ev = evaluate(ws, ups, options, truth=truth, progress=progress)
+
+    inputs = ReportInputs(workspace=ws.path, manifest=ws.manifest, model_dirs=model_dirs,
+                          truth_json=ws.truth_json if truth else None, command=command,
+                          timings_s=dict(timings_s or {}))
+    reg = ws.path / "registration.json"
+    if reg.is_file():
+        try:
+            inputs.registration = json.loads(reg.read_text())
+        except ValueError:
+            log.warning("%s: not valid JSON; left out of the report", reg)
+    inputs.lr_overview, inputs.lr_overview_step = _strided(ws.lr)
+    if consistency_path is not None:
+        cpath = Path(consistency_path)
+        cimg = read_image(cpath)
+        inputs.consistency, inputs.consistency_step = _strided(cimg.data)
+        inputs.consistency_path = cpath
+    if sr_path is not None:
+        inputs.sr_path = Path(sr_path)
+        inputs.sr_model = sr_model
+    inputs.dwell_us, inputs.dwell_source = find_dwell_times(ws)
+    return write_report(ev, inputs, out_dir)

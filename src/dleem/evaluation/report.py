@@ -1,0 +1,654 @@
+"""The evaluation report: one folder, a static HTML page, its PNGs, a local CSS, metrics.json.
+
+Everything the page shows lives in the folder (no network, no CDN): figures made here, the
+registration QC figures copied from ``WORKSPACE/qc``, each model's ``curves.png``. The
+folder is built under a temporary name and renamed into place, so a reader never sees a
+half-written report. metrics.json follows the schema in docs/report.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dleem.evaluation import figures
+from dleem.evaluation.evaluate import Evaluation, sha256_file, summarize
+
+log = logging.getLogger(__name__)
+
+METRICS_SCHEMA_VERSION = 1
+CSS_NAME = "report.css"
+
+
+@dataclass
+class ReportInputs:
+    """What the report shows besides the evaluation itself (all optional)."""
+
+    workspace: Path
+    manifest: dict
+    model_dirs: dict[str, Path] = field(default_factory=dict)
+    registration: dict | None = None
+    lr_overview: np.ndarray | None = None  # a strided view of the whole LR image
+    lr_overview_step: int = 1
+    consistency: np.ndarray | None = None  # LR-grid map (SR degraded - LR), strided
+    consistency_step: int = 1
+    consistency_path: Path | None = None
+    sr_path: Path | None = None
+    sr_model: str | None = None
+    truth_json: Path | None = None
+    dwell_us: dict[str, float] = field(default_factory=dict)  # "LR" / region id -> µs per px
+    dwell_source: str = "assumed equal dwell time per pixel"
+    command: str | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- numbers
+
+
+def imaging_time(manifest: dict, hr_shapes: dict[str, Sequence[int]],
+                 dwell_us: dict[str, float] | None = None) -> dict[str, Any]:
+    """Pixels (and time where dwell times are known) imaged vs imaging the whole area at HR.
+
+    The LR map covers ``H x W`` LR pixels of ``p_LR`` µm; imaging that area at the HR pixel
+    size ``p_HR`` would take ``H W (p_LR / p_HR)**2`` pixels. What was imaged is the LR map plus
+    the HR regions. With equal dwell time per pixel, time is proportional to pixels.
+    """
+    h, w = manifest["lr_shape"]
+    p_lr = manifest.get("lr_pixel_size_um")
+    regions = manifest.get("regions", [])
+    p_hr_values = [r.get("hr_pixel_size_um") for r in regions if r.get("hr_pixel_size_um")]
+    if not p_hr_values and p_lr:
+        p_hr_values = [p_lr / float(r["ratio"]) for r in regions if r.get("ratio")]
+    if not p_lr or not p_hr_values:
+        return {"available": False, "reason": "pixel sizes unknown"}
+    p_hr = float(min(p_hr_values))
+    n_lr = int(h) * int(w)
+    area_um2 = n_lr * p_lr**2
+    n_hr = {rid: int(np.prod(shape)) for rid, shape in hr_shapes.items()}
+    n_full = area_um2 / p_hr**2
+    out: dict[str, Any] = {
+        "available": True,
+        "area_mm2": area_um2 / 1e6,
+        "lr_pixel_size_um": p_lr,
+        "hr_pixel_size_um": p_hr,
+        "lr_pixels": n_lr,
+        "hr_pixels": n_hr,
+        "full_hr_pixels": n_full,
+        "acquired_pixels": n_lr + sum(n_hr.values()),
+        "pixel_ratio_full_over_acquired": n_full / (n_lr + sum(n_hr.values())),
+        "hr_area_fraction": sum(n_hr[r["id"]] * (r.get("hr_pixel_size_um") or p_hr) ** 2
+                                for r in regions if r["id"] in n_hr) / area_um2,
+    }
+    dwell = dwell_us or {}
+    if "LR" in dwell and all(rid in dwell for rid in n_hr) and "HR_full" in dwell:
+        t_acq = n_lr * dwell["LR"] + sum(n_hr[r] * dwell[r] for r in n_hr)
+        t_full = n_full * dwell["HR_full"]
+        out.update(time_acquired_h=t_acq / 3.6e9, time_full_h=t_full / 3.6e9,
+                   time_saved_fraction=1 - t_acq / t_full, dwell_known=True)
+    else:
+        out.update(time_saved_fraction=1 - (n_lr + sum(n_hr.values())) / n_full,
+                   dwell_known=False)
+    return out
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if math.isinf(x):
+            return "∞"
+        if math.isnan(x):
+            return "–"
+        return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
+    return html.escape(str(x))
+
+
+def build_metrics(ev: Evaluation, inputs: ReportInputs, extra: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.json document (schema: docs/report.md)."""
+    from dleem import __version__
+
+    opt = ev.options
+    return {
+        "schema": "dleem-metrics",
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "dleem_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "workspace": str(inputs.workspace.resolve()),
+        "scale": ev.scale,
+        "lr_pixel_size_um": ev.lr_pixel_size_um,
+        "fine_pixel_size_um": ev.fine_pixel_size_um,
+        "lr_dtype": ev.lr_dtype,
+        "settings": {
+            "tiles_requested": opt.tiles,
+            "tiles": len(ev.tiles),
+            "tile_size_px": opt.tile_size,
+            "tile_size_um": (opt.tile_size * ev.fine_pixel_size_um
+                             if ev.fine_pixel_size_um else None),
+            "seed": opt.seed,
+            "data_range": ev.data_range,
+            "border_px": ev.border_px,
+            "ssim": "skimage.metrics.structural_similarity, gaussian_weights, sigma 1.5, "
+                    "use_sample_covariance False",
+            "psnr": "10 log10(data_range^2 / MSE); null = infinite (identical tiles)",
+            "bicubic": "Keys a = -0.5, fine pixel centre at LR (j + 0.5)/k - 0.5, rounded to "
+                       "the LR dtype",
+            "threshold_method": opt.threshold if isinstance(opt.threshold, str) else "user",
+            "threshold": ev.threshold,
+            "pores": "dark" if opt.pores_dark else "bright",
+            "connectivity": opt.connectivity,
+            "min_pore_area_px": opt.min_pore_px,
+            "edge_pores": "excluded from pore count and size distribution, included in porosity",
+            "local_thickness_tiles": min(opt.thickness_tiles, len(ev.tiles)),
+            "truth": "noise-free specimen convolved with the HR beam (dleem.synth.render_truth "
+                     "blur='hr'), LR grey scale" if ev.has_truth else None,
+        },
+        "tiles": [t.as_dict() for t in ev.tiles],
+        "methods": summarize(ev),
+        "models": ev.provenance.get("models", {}),
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------- HTML
+
+
+def _img(src: str, alt: str, caption: str, cls: str = "") -> str:
+    return (f'<figure class="{cls}"><img src="{html.escape(src)}" alt="{html.escape(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _titles(ev: Evaluation) -> dict[str, str]:
+    t = {"LR": "LR (measured)", "bicubic": "bicubic", "HR": "HR (measured)",
+         "truth": "truth (noise-free)"}
+    for m in ev.models:
+        t[m] = f"SR: {m}"
+    return t
+
+
+def _verdict(metrics_doc: dict, models: Sequence[str]) -> list[str]:
+    """Plain sentences comparing each model with bicubic (no adjectives, just the numbers)."""
+    meth = metrics_doc["methods"]
+    b = meth["bicubic"]
+    lines = []
+    for m in models:
+        e = meth[m]
+        parts = []
+        for key, label, unit in (("ssim", "SSIM", ""), ("psnr_db", "PSNR", " dB")):
+            sm, bm = e[key]["median"], b[key]["median"]
+            if sm is None or bm is None:
+                continue
+            word = "above" if sm > bm else "below" if sm < bm else "equal to"
+            parts.append(f"median {label} {sm:.3f}{unit} ({word} bicubic's {bm:.3f}{unit})")
+        ws, wb = e["vs_HR"]["psd_wasserstein_um"], b["vs_HR"]["psd_wasserstein_um"]
+        if ws is not None and wb is not None:
+            word = "closer to" if ws < wb else "farther from" if ws > wb else "as close to"
+            parts.append(f"pore-size distribution {word} HR than bicubic's (Wasserstein "
+                         f"{ws:.3g} µm vs {wb:.3g} µm)")
+        lines.append(f"<b>{html.escape(m)}</b>: " + "; ".join(parts) + ".")
+    return lines
+
+
+def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
+    """The page. ``figs`` maps section keys to relative image paths made for this report."""
+    from dleem import __version__
+
+    titles = _titles(ev)
+    opt = ev.options
+    meth = doc["methods"]
+    px = ev.fine_pixel_size_um
+    tile_um = f"{opt.tile_size * px:.3g} µm" if px else f"{opt.tile_size} px"
+    names = ["bicubic", *ev.models] + (["truth"] if ev.has_truth else [])
+    sec: list[str] = []
+
+    # -- summary
+    summary = [
+        f"<p>{len(ev.tiles)} random tiles of {opt.tile_size} × {opt.tile_size} fine-grid px "
+        f"({tile_um} square, {ev.scale}× the LR grid) drawn with seed {opt.seed} from the "
+        "<b>test areas</b> of the pairs manifest, which training never reads. Every method is "
+        "scored against the registered HR image on the same tiles.</p>",
+        "<ul>" + "".join(f"<li>{s}</li>" for s in _verdict(doc, ev.models)) + "</ul>",
+    ]
+    if inputs.sr_path is not None:
+        summary.append(f"<p>The whole LR area was upscaled with <b>{html.escape(inputs.sr_model or '?')}"
+                       f"</b>: <code>{html.escape(str(inputs.sr_path))}</code>.</p>")
+    sec.append(_section("summary", "Summary", "".join(summary)))
+
+    # -- table of numbers
+    rows = []
+    hr = meth["HR"]
+    for n in ["HR", *names]:
+        e = meth[n]
+        vs = e.get("vs_HR", {})
+        vt = e.get("vs_truth", {})
+        rows.append([
+            html.escape(titles.get(n, n)),
+            _fmt(e.get("ssim", {}).get("median")), _fmt(e.get("psnr_db", {}).get("median")),
+            _fmt(vt.get("ssim", {}).get("median")) if ev.has_truth else "",
+            _fmt(vt.get("psnr_db", {}).get("median")) if ev.has_truth else "",
+            _fmt(e["porosity"]["median"]), _fmt(e["pore_count"]["total"]),
+            _fmt(e["psd_equivalent_diameter_um"]["median"]),
+            _fmt(vs.get("psd_wasserstein_um")), _fmt(vs.get("psd_ks_statistic")),
+            _fmt(vs.get("pore_size_function_wasserstein_um")),
+            _fmt(vs.get("two_point_correlation_rmse")),
+        ])
+    header = ["method", "SSIM vs HR<br>(median)", "PSNR vs HR<br>(dB, median)",
+              "SSIM vs truth" if ev.has_truth else "", "PSNR vs truth<br>(dB)" if ev.has_truth else "",
+              "porosity<br>(median)", "pores<br>(all tiles)", "median pore<br>diameter (µm)",
+              "PSD Wasserstein<br>to HR (µm)", "PSD KS<br>to HR", "local-thickness<br>Wasserstein (µm)",
+              "S2 RMSE<br>to HR"]
+    if not ev.has_truth:
+        header = [h for i, h in enumerate(header) if i not in (3, 4)]
+        rows = [[c for i, c in enumerate(r) if i not in (3, 4)] for r in rows]
+    del hr
+    sec.append(_section("numbers", "All numbers", _table(header, rows, "numbers")
+                        + "<p class='note'>Per-tile values are in <code>metrics.json</code> "
+                          "(schema in dleem's docs/report.md). How each number is computed: "
+                          "<a href='#methods'>below</a>.</p>"))
+
+    # -- gallery
+    g = "".join(_img(p, f"tile {i + 1}", cap, "wide") for i, (p, cap) in enumerate(figs["gallery"]))
+    sec.append(_section("gallery", "Held-out tiles: LR | bicubic | SR | HR",
+                        "<p>Random test tiles, every panel at the same physical scale (scale bar "
+                        "on each) and the same grey window (0.5–99.5 percentiles of the HR tile). "
+                        "LR is drawn with its own, coarser pixels.</p>" + g))
+
+    # -- histograms
+    sec.append(_section("quality", "SSIM and PSNR over all test tiles",
+                        "<div class='row'>" + _img(figs["hist_ssim"], "SSIM histogram",
+                                                   "SSIM of each tile against HR (1 = identical); "
+                                                   "dashed: medians.")
+                        + _img(figs["hist_psnr"], "PSNR histogram",
+                               "PSNR of each tile against HR (dB); dashed: medians.") + "</div>"))
+
+    # -- pores
+    p = "".join(_img(pp, "pore segmentation", cap, "wide") for pp, cap in figs["pores"])
+    sec.append(_section(
+        "pores", "Pores",
+        f"<p>One threshold, {_fmt(ev.threshold, 4)} grey levels "
+        f"({html.escape(str(opt.threshold if isinstance(opt.threshold, str) else 'user'))} on "
+        f"the HR tiles), applied alike to every image; pores are the "
+        f"{'dark' if opt.pores_dark else 'bright'} phase (blue).</p>" + p
+        + _img(figs["psd"], "pore-size distributions",
+               "Top: equivalent diameters of the pores not cut by the tile edge, pooled over "
+               "all tiles, as a histogram and cumulatively. Bottom left: local thickness "
+               "(pore-size function), area-weighted, independent of connectivity. Bottom "
+               "right: two-point correlation S2(r) of the pore phase, mean over tiles; "
+               "S2(0) = porosity.", "wide")))
+
+    # -- whole area
+    whole = []
+    if figs.get("consistency"):
+        whole.append(_img(figs["consistency"], "consistency map",
+                          "Consistency map: the SR image degraded back to the LR grid (the LR "
+                          "blur and pixel integration) minus the measured LR, in grey levels. "
+                          "Near zero where SR agrees with the measurement; structure here is "
+                          "detail the network drew that the LR detector would have seen "
+                          "differently.", "half"))
+    if figs.get("consistency_summary"):
+        whole.append(_img(figs["consistency_summary"], "consistency summary",
+                          "Consistency summary written by dleem upscale.", "half"))
+    if not whole:
+        whole.append("<p class='note'>No consistency map was given (run <code>dleem upscale "
+                     "--consistency PATH</code> and pass it to <code>dleem evaluate "
+                     "--consistency PATH</code>).</p>")
+    sec.append(_section("consistency", "Upscaled area: consistency with the measurement",
+                        "<div class='row'>" + "".join(whole) + "</div>"))
+
+    # -- registration
+    reg_html = []
+    if figs.get("overview"):
+        reg_html.append(_img(figs["overview"], "overview",
+                             "The LR map with the registered HR regions (outlines), their test "
+                             "areas (red), validation (yellow) and training (green) boxes, and "
+                             "the evaluation tiles (white).", "half"))
+    if inputs.registration:
+        rr = []
+        for r in inputs.registration.get("regions", []):
+            rr.append([html.escape(Path(str(r.get("file", ""))).name), html.escape(str(r.get("status"))),
+                       _fmt(r.get("ncc_peak")), _fmt(r.get("ncc_distinctness")),
+                       _fmt(r.get("residual")), _fmt(r.get("blur_sigma_lr_px")),
+                       _fmt(r.get("gain")), _fmt(r.get("offset"))])
+        reg_html.append(_table(["HR file", "status", "NCC peak", "peak distinctness",
+                                "residual", "LR blur σ (LR px)", "gain", "offset"], rr))
+    qc = "".join(_img(q, "registration QC", html.escape(Path(q).name), "half") for q in figs["qc"])
+    sec.append(_section("registration", "Registration",
+                        "<div class='row'>" + "".join(reg_html) + "</div><div class='row'>" + qc
+                        + "</div>" if (reg_html or qc) else "<p class='note'>No registration "
+                        "figures in the workspace.</p>"))
+
+    # -- training
+    tr = "".join(_img(c, f"training curves {m}", f"Training curves of <b>{html.escape(m)}</b>.",
+                      "half") for m, c in figs["curves"])
+    sec.append(_section("training", "Training", "<div class='row'>" + (tr or
+                        "<p class='note'>No curves.png in the model folders.</p>") + "</div>"))
+
+    # -- imaging time
+    sec.append(_section("time", "Imaging time saved", _time_html(doc.get("imaging_time", {}),
+                                                                 inputs.dwell_source)))
+
+    # -- methods
+    sec.append(_section("methods", "How the numbers are computed", _methods_html(ev)))
+
+    # -- provenance
+    sec.append(_section("provenance", "Inputs and version", _provenance_html(doc, inputs)))
+
+    nav = "".join(f"<a href='#{k}'>{t}</a>" for k, t in (
+        ("summary", "Summary"), ("numbers", "Numbers"), ("gallery", "Tiles"),
+        ("quality", "SSIM/PSNR"), ("pores", "Pores"), ("consistency", "Consistency"),
+        ("registration", "Registration"), ("training", "Training"), ("time", "Time"),
+        ("methods", "Methods"), ("provenance", "Inputs")))
+    stamp = html.escape(doc["created_utc"])
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dleem evaluation report</title>
+<link rel="stylesheet" href="{CSS_NAME}">
+</head>
+<body>
+<header>
+<h1>dleem evaluation report</h1>
+<p class="sub">Workspace <code>{html.escape(str(inputs.workspace))}</code> · dleem {html.escape(__version__)} · {stamp}</p>
+<nav>{nav}</nav>
+</header>
+<main>
+{''.join(sec)}
+</main>
+<footer>Made by dleem {html.escape(__version__)}. This folder is self-contained: it opens offline.</footer>
+</body>
+</html>
+"""
+
+
+def _section(key: str, title: str, body: str) -> str:
+    return f'<section id="{key}"><h2>{title}</h2>{body}</section>\n'
+
+
+def _time_html(t: dict, dwell_source: str) -> str:
+    if not t.get("available"):
+        return f"<p class='note'>Not computed: {html.escape(t.get('reason', 'unknown'))}.</p>"
+    rows = [
+        ["area of the LR map", f"{t['area_mm2']:.4g} mm²"],
+        ["LR pixel size / HR pixel size", f"{t['lr_pixel_size_um']:.4g} µm / {t['hr_pixel_size_um']:.4g} µm"],
+        ["pixels imaged (LR map + HR regions)",
+         f"{t['lr_pixels']:,} + {sum(t['hr_pixels'].values()):,} = {t['acquired_pixels']:,}"],
+        ["pixels to image the whole area at HR", f"{t['full_hr_pixels']:,.0f}"],
+        ["share of the area imaged at HR", f"{100 * t['hr_area_fraction']:.2f} %"],
+        ["imaging time saved", f"<b>{100 * t['time_saved_fraction']:.1f} %</b> "
+                               f"({t['pixel_ratio_full_over_acquired']:.1f}× fewer pixels)"],
+    ]
+    if t.get("dwell_known"):
+        rows.append(["time imaged / time for all at HR",
+                     f"{t['time_acquired_h']:.3g} h / {t['time_full_h']:.3g} h"])
+    note = ("<p class='note'>Time from " + html.escape(dwell_source) + ". "
+            + ("" if t.get("dwell_known") else
+               "With equal dwell time per pixel, time is proportional to pixels; stage moves, "
+               "focusing and overheads are not counted. At 1 µs per pixel the whole area at HR "
+               f"would take {t['full_hr_pixels'] / 3.6e9:.3g} h against "
+               f"{t['acquired_pixels'] / 3.6e9:.3g} h imaged.") + "</p>")
+    return _table(["", ""], rows, "kv") + note
+
+
+def _methods_html(ev: Evaluation) -> str:
+    opt = ev.options
+    px = ev.fine_pixel_size_um
+    items = [
+        ("Fine grid", f"k = {ev.scale}: LR pixel i covers fine pixels k·i … k·i+k−1; fine pixel "
+                      "j has its centre at LR coordinate (j + 0.5)/k − 0.5"
+                      + (f"; fine pixel {px:.4g} µm." if px else ".")),
+        ("Test tiles", f"{opt.tile_size} px squares on the LR grid, fully inside a test box of "
+                       "the pairs manifest and fully valid in the HR mask, drawn uniformly without "
+                       f"repeating a position (seed {opt.seed}); tiles may overlap one another, "
+                       "never a training or validation box."),
+        ("HR", "the registered HR image resampled onto the fine grid and mapped to the LR grey "
+               "scale with the fitted gain and offset (pairs/HR_i_hr.tif)."),
+        ("SR", "the model applied to the LR image around the test tiles with a halo of its "
+               "receptive field, so the tiles are exactly what upscaling the whole image gives."),
+        ("Bicubic", "Keys cubic convolution (a = −0.5) on the same grid convention, rounded and "
+                    "clipped to the LR dtype."),
+        ("SSIM", "scikit-image structural_similarity, Gaussian window σ = 1.5, population "
+                 "covariance (Wang et al. 2004), data range "
+                 f"{ev.data_range:g} (the full range of {ev.lr_dtype}); {ev.border_px} px cut "
+                 "from each tile side first (the 'shave' convention)."),
+        ("PSNR", f"10·log10(range² / MSE), range {ev.data_range:g}, same border cut; identical "
+                 "tiles give ∞ (null in metrics.json)."),
+        ("Pore segmentation", f"one global threshold ({opt.threshold if isinstance(opt.threshold, str) else 'user value'}, "
+                              f"{_fmt(ev.threshold, 4)}) chosen on all HR tiles and applied "
+                              f"alike; pores = {'dark' if opt.pores_dark else 'bright'} phase."),
+        ("Porosity", "pore pixels / tile pixels, pores cut by the tile edge included."),
+        ("Pores and PSD", f"{opt.connectivity}-connected components of at least "
+                          f"{opt.min_pore_px} px; pores touching the tile edge are excluded from "
+                          "count and size distribution. Equivalent diameter 2·√(area/π) in µm."),
+        ("Local thickness", "at each pore pixel the diameter of the largest disc inside the "
+                            "pore phase covering it (Hildebrand & Rüegsegger 1997), Euclidean "
+                            "distance transforms, radii in 1/4 px steps, on the first "
+                            f"{min(opt.thickness_tiles, len(ev.tiles))} tiles."),
+        ("Two-point correlation", "S2(r) from the FFT autocorrelation of the pore indicator, "
+                                  "zero-padded and normalised by pairs per lag, radially "
+                                  "averaged; RMSE to HR's mean curve."),
+        ("Distances", "scipy.stats.wasserstein_distance (µm) and ks_2samp (statistic) between "
+                      "the pooled distributions of a method and of HR."),
+    ]
+    if ev.has_truth:
+        items.append(("Truth", "synthetic data only: the noise-free specimen seen through the HR "
+                               "beam (dleem.synth.render_truth, blur='hr'), rendered on the fine "
+                               "grid in the LR grey scale."))
+    return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+
+
+def _provenance_html(doc: dict, inputs: ReportInputs) -> str:
+    rows = [["dleem version", html.escape(doc["dleem_version"])],
+            ["created (UTC)", html.escape(doc["created_utc"])]]
+    if inputs.command:
+        rows.append(["command", f"<code>{html.escape(inputs.command)}</code>"])
+    for item in doc.get("inputs", []):
+        rows.append([html.escape(item["role"]),
+                     f"<code>{html.escape(str(item['path']))}</code><br>"
+                     f"<span class='sha'>sha256 {html.escape(str(item.get('sha256')))}</span>"])
+    for name, info in doc.get("models", {}).items():
+        rows.append([f"model {html.escape(name)}",
+                     f"<code>{html.escape(str(info.get('model_dir')))}</code><br>"
+                     f"<span class='sha'>generator sha256 {html.escape(str(info.get('generator_sha256')))}"
+                     "</span>"])
+    if inputs.timings_s:
+        rows.append(["timings", ", ".join(f"{html.escape(k)} {v:.0f} s"
+                                          for k, v in inputs.timings_s.items())])
+    return _table(["", ""], rows, "kv")
+
+
+# ---------------------------------------------------------------------------- write
+
+
+def _hr_shapes(manifest: dict) -> dict[str, tuple[int, int]]:
+    import tifffile
+
+    shapes = {}
+    for r in manifest.get("regions", []):
+        f = r.get("hr_file")
+        try:
+            with tifffile.TiffFile(f) as tf:
+                shapes[r["id"]] = tuple(tf.pages[0].shape[:2])
+        except Exception:  # noqa: BLE001 - fall back on the region's extent in LR px
+            r0, c0, r1, c1 = r["lr_box"]
+            ratio = float(r.get("ratio") or 1.0)
+            shapes[r["id"]] = (int((r1 - r0) * ratio), int((c1 - c0) * ratio))
+    return shapes
+
+
+def _inputs_list(inputs: ReportInputs) -> list[dict[str, Any]]:
+    man = inputs.manifest
+    items = [{"role": "LR image", "path": man.get("lr_file"), "sha256": man.get("lr_sha256")}]
+    for r in man.get("regions", []):
+        items.append({"role": f"HR image {r['id']}", "path": r.get("hr_file"),
+                      "sha256": r.get("hr_sha256")})
+    ws = inputs.workspace
+    for role, path in (("pairs manifest", ws / "pairs" / "manifest.json"),
+                       ("registration.json", ws / "registration.json"),
+                       ("synthetic truth.json", inputs.truth_json),
+                       ("consistency map", inputs.consistency_path),
+                       ("upscaled image", inputs.sr_path)):
+        if path is not None and Path(path).is_file():
+            items.append({"role": role, "path": str(path), "sha256": sha256_file(path)})
+    return items
+
+
+def write_report(ev: Evaluation, inputs: ReportInputs, out_dir: str | PathLike[str] | None = None,
+                 ) -> Path:
+    """Write ``index.html``, ``metrics.json``, ``report.css`` and the figures.
+
+    Parameters
+    ----------
+    ev : Evaluation
+        From `dleem.evaluation.evaluate.evaluate`.
+    inputs : ReportInputs
+        Workspace facts and optional whole-area images.
+    out_dir : path, optional
+        Default ``WORKSPACE/report``; replaced as a whole (built under a temporary name).
+
+    Returns
+    -------
+    Path of index.html.
+    """
+    out = Path(out_dir) if out_dir is not None else inputs.workspace / "report"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        doc = _write_contents(ev, inputs, tmp)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("report: %s (%d tiles, %d models)", out / "index.html", len(ev.tiles),
+             len(doc["methods"]) - 2)
+    return out / "index.html"
+
+
+def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
+    titles = _titles(ev)
+    names = ["bicubic", *ev.models] + (["truth"] if ev.has_truth else [])
+    colors = {n: figures.method_color(n, ev.models) for n in ["HR", *names]}
+    px = ev.fine_pixel_size_um or 1.0
+    lr_px = ev.lr_pixel_size_um or float(ev.scale)
+    figs: dict[str, Any] = {"gallery": [], "pores": [], "qc": [], "curves": []}
+    fig_dir = out / "figures"
+
+    order = ["LR", "bicubic", *ev.models, "HR"] + (["truth"] if ev.has_truth else [])
+    for i, g in enumerate(ev.gallery):
+        t = g["_tile"]
+        name = f"figures/tile_{i + 1:02d}.png"
+        figures.gallery_figure(out / name, g, order, px, lr_px, titles)
+        r0, c0, _, _ = t.lr_box
+        figs["gallery"].append((name, f"Tile {i + 1}: region {html.escape(t.region)}, LR-crop "
+                                      f"rows {r0}–{r0 + t.size_lr}, columns {c0}–{c0 + t.size_lr}."))
+    for i, g in enumerate(ev.gallery[:2]):
+        name = f"figures/pores_{i + 1:02d}.png"
+        figures.pores_figure(out / name, g, ["bicubic", *ev.models, "HR"], ev.threshold, px,
+                             ev.options.pores_dark, titles)
+        figs["pores"].append((name, f"Pore segmentation of tile {i + 1} (blue: pores; title: "
+                                    "porosity of the tile)."))
+    for key, label in (("ssim", "SSIM against HR"), ("psnr", "PSNR against HR (dB)")):
+        values = {n: getattr(ev.methods[n], key) for n in ["bicubic", *ev.models]}
+        figs[f"hist_{key}"] = f"figures/hist_{key}.png"
+        figures.histogram_figure(out / figs[f"hist_{key}"], values, colors, label, titles)
+    psd_names = ["HR", *names]
+    figs["psd"] = "figures/psd.png"
+    figures.psd_figure(out / figs["psd"],
+                       {n: ev.methods[n].pooled_diameters() for n in psd_names},
+                       {n: ev.methods[n].pooled_thickness() for n in psd_names},
+                       {n: ev.methods[n].mean_s2() for n in psd_names}, colors, px, titles)
+
+    man = inputs.manifest
+    if inputs.lr_overview is not None:
+        s = inputs.lr_overview_step
+        boxes, outlines = [], []
+        for r in man.get("regions", []):
+            br0, bc0 = r["lr_box"][0], r["lr_box"][1]
+            for split, color in (("train", "#4daf4a"), ("val", "#ffd92f"), ("test", "#e41a1c")):
+                for b in r.get("splits", {}).get(split, []):
+                    boxes.append(([(br0 + b[0]) / s, (bc0 + b[1]) / s, (br0 + b[2]) / s,
+                                   (bc0 + b[3]) / s], color, f"{split} area"))
+            try:
+                from dleem.pairs import hr_outline_lr
+
+                shape = _hr_shapes({"regions": [r]})[r["id"]]
+                xy = (np.asarray(hr_outline_lr(r["hr_to_lr"], shape), dtype=float) + 0.5) / s
+                outlines.append((xy, "#00bfff", "HR region"))
+            except Exception:  # noqa: BLE001 - the outline is decoration
+                pass
+        reg_by_id = {r["id"]: r for r in man.get("regions", [])}
+        for t in ev.tiles:
+            reg = reg_by_id[t.region]
+            a, b, c, d = t.lr_box
+            r0, c0 = reg["lr_box"][0], reg["lr_box"][1]
+            boxes.append(([(r0 + a) / s, (c0 + b) / s, (r0 + c) / s, (c0 + d) / s], "white",
+                          "evaluation tile"))
+        figs["overview"] = "figures/overview.png"
+        figures.map_figure(out / figs["overview"], inputs.lr_overview, lr_px * s,
+                           "LR map: regions, splits and evaluation tiles", boxes=boxes,
+                           outlines=outlines)
+    if inputs.consistency is not None:
+        figs["consistency"] = "figures/consistency.png"
+        figures.map_figure(out / figs["consistency"], inputs.consistency,
+                           lr_px * inputs.consistency_step,
+                           f"consistency map ({html.escape(inputs.sr_model or 'SR')}): "
+                           "degraded SR − LR", cmap="RdBu_r", label="grey levels",
+                           symmetric=True)
+    if inputs.consistency_path is not None:
+        summ = Path(inputs.consistency_path)
+        summ = summ.with_name(summ.name.split(".")[0] + "_summary.png")
+        if summ.is_file():
+            shutil.copy2(summ, fig_dir / "consistency_summary.png")
+            figs["consistency_summary"] = "figures/consistency_summary.png"
+    qc_dir = inputs.workspace / "qc"
+    if qc_dir.is_dir():
+        (out / "qc").mkdir(exist_ok=True)
+        for q in sorted(qc_dir.glob("*.png")):
+            shutil.copy2(q, out / "qc" / q.name)
+            figs["qc"].append(f"qc/{q.name}")
+    for m, d in inputs.model_dirs.items():
+        c = Path(d) / "curves.png"
+        if c.is_file():
+            (out / "training").mkdir(exist_ok=True)
+            shutil.copy2(c, out / "training" / f"{m}.png")
+            figs["curves"].append((m, f"training/{m}.png"))
+
+    extra = {"imaging_time": imaging_time(man, _hr_shapes(man), inputs.dwell_us),
+             "inputs": _inputs_list(inputs)}
+    if inputs.sr_path is not None:
+        extra["upscaled"] = {"path": str(inputs.sr_path), "model": inputs.sr_model}
+    if inputs.timings_s:
+        extra["timings_s"] = inputs.timings_s
+    doc = build_metrics(ev, inputs, extra)
+    page = render_html(ev, inputs, doc, figs)
+    css = resources.files("dleem.evaluation").joinpath(CSS_NAME).read_text(encoding="utf-8")
+    (out / CSS_NAME).write_text(css, encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+    (out / "index.html").write_text(page, encoding="utf-8")
+    return doc

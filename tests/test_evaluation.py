@@ -1,0 +1,199 @@
+"""Evaluation end to end on a small fabricated workspace: sampling, scoring, metrics.json.
+
+`make_workspace` builds a tiny but real workspace (LR.tif, pairs/manifest.json, HR target and
+mask, a registration.json and a QC figure) from a synthetic pore image, without registration
+or training; the report and browser tests reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dleem.errors import DleemError
+from dleem.evaluation import metrics
+from dleem.evaluation.evaluate import EvalOptions, Upscaler, evaluate, open_workspace
+from dleem.evaluation.sampling import sample_tiles
+
+K = 4
+LR_PX = 0.4
+LR_SHAPE = (160, 160)
+LR_BOX = [16, 16, 144, 144]  # 128 x 128 LR crop
+SPLITS = {"train": [[0, 0, 56, 128]], "val": [[64, 72, 128, 128]], "test": [[64, 0, 128, 64]]}
+
+
+def fine_specimen(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Bright grains with dark pores of many sizes, on the fine grid (grey levels 0-255)."""
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, 170.0) + 25 * ndimage.gaussian_filter(rng.normal(size=shape), 6)
+    for _ in range(int(shape[0] * shape[1] / 900)):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        r = rng.choice([2.5, 4, 6, 9, 13])
+        y0, x0 = max(0, int(cy - r) - 1), max(0, int(cx - r) - 1)
+        y1, x1 = min(shape[0], int(cy + r) + 2), min(shape[1], int(cx + r) + 2)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        img[y0:y1, x0:x1][np.hypot(yy - cy, xx - cx) <= r] = 45.0
+    return ndimage.gaussian_filter(img, 0.7)
+
+
+_FINE_CACHE: dict[int, np.ndarray] = {}
+
+
+def cached_fine(seed: int = 0) -> np.ndarray:
+    if seed not in _FINE_CACHE:
+        _FINE_CACHE[seed] = fine_specimen((K * LR_SHAPE[0], K * LR_SHAPE[1]), seed)
+    return _FINE_CACHE[seed]
+
+
+def make_workspace(root: Path, seed: int = 0) -> Path:
+    """A workspace (folder) with LR.tif, pairs/ and registration.json; returns it."""
+    from dleem.io import write_image
+
+    fine = cached_fine(seed)
+    lr_f = ndimage.gaussian_filter(fine, 0.8 * K).reshape(LR_SHAPE[0], K, LR_SHAPE[1], K)
+    lr_f = lr_f.mean(axis=(1, 3)) + np.random.default_rng(seed + 1).normal(0, 3, LR_SHAPE)
+    lr = np.clip(np.rint(lr_f), 0, 255).astype(np.uint8)
+    data = root / "data"
+    ws = root / "ws"
+    (ws / "pairs").mkdir(parents=True)
+    (ws / "qc").mkdir()
+    write_image(data / "LR.tif", lr, pixel_size_um=LR_PX)
+    r0, c0, r1, c1 = LR_BOX
+    hr = fine[K * r0:K * r1, K * c0:K * c1]
+    hr = (hr + np.random.default_rng(seed + 2).normal(0, 2, hr.shape)).astype(np.float32)
+    write_image(data / "HR_1.tif", np.clip(hr, 0, 255).astype(np.uint8),
+                pixel_size_um=LR_PX / K)
+    write_image(ws / "pairs" / "HR_1_lr.tif", lr[r0:r1, c0:c1], pixel_size_um=LR_PX)
+    write_image(ws / "pairs" / "HR_1_hr.tif", hr, pixel_size_um=LR_PX / K)
+    mask = np.ones(hr.shape, np.uint8)
+    mask[-8:, 200:] = 0  # an invalid strip inside the test box
+    write_image(ws / "pairs" / "HR_1_mask.tif", mask, pixel_size_um=LR_PX / K)
+    hr_to_lr = [[1 / K, 0, c0 + 0.5 / K - 0.5], [0, 1 / K, r0 + 0.5 / K - 0.5]]
+    manifest = {
+        "version": 1, "scale": K, "lr_file": str((data / "LR.tif").resolve()),
+        "lr_sha256": "0" * 64, "lr_dtype": "uint8", "lr_shape": list(LR_SHAPE),
+        "lr_pixel_size_um": LR_PX, "lr_stats": {"mean": float(lr.mean()), "std": float(lr.std()),
+                                               "min": 0, "max": 255},
+        "lr_blur_sigma_px": 0.8,
+        "regions": [{"id": "HR_1", "hr_file": str((data / "HR_1.tif").resolve()),
+                     "hr_sha256": "1" * 64, "hr_pixel_size_um": LR_PX / K, "ratio": float(K),
+                     "hr_to_lr": hr_to_lr, "gain": 1.0, "offset": 0.0, "lr_box": LR_BOX,
+                     "lr": "HR_1_lr.tif", "hr": "HR_1_hr.tif", "mask": "HR_1_mask.tif",
+                     "splits": SPLITS}],
+    }
+    (ws / "pairs" / "manifest.json").write_text(json.dumps(manifest))
+    (ws / "registration.json").write_text(json.dumps({"lr_file": manifest["lr_file"], "regions": [
+        {"file": manifest["regions"][0]["hr_file"], "status": "ok", "hr_to_lr": hr_to_lr,
+         "ncc_peak": 0.93, "ncc_distinctness": 4.2, "residual": 2.1, "iterations": 12,
+         "blur_sigma_lr_px": 0.8, "gain": 1.0, "offset": 0.0, "message": ""}]}))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 3), dpi=60)
+    ax.imshow(lr, cmap="gray")
+    fig.savefig(ws / "qc" / "HR_1_overlay.png")
+    plt.close(fig)
+    return ws
+
+
+def sharpened(lr: np.ndarray) -> np.ndarray:
+    """A stand-in 'model': bicubic then an unsharp mask (deterministic in the LR window)."""
+    up = metrics.bicubic_upsample(lr, K, out_dtype=np.float64)
+    out = up + 0.8 * (up - ndimage.gaussian_filter(up, 2.0))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def fake_models() -> list[Upscaler]:
+    return [Upscaler("model-sharp", sharpened, 6, {"model_dir": None, "note": "test stand-in"})]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return make_workspace(tmp_path_factory.mktemp("evalws"))
+
+
+def test_tiles_come_only_from_test_boxes_and_valid_pixels(workspace):
+    ws = open_workspace(workspace)
+    region = ws.manifest["regions"][0]
+    tiles = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=3)
+    assert len(tiles) == 500
+    test = region["splits"]["test"][0]
+    others = region["splits"]["train"] + region["splits"]["val"]
+    for t in tiles:
+        r0, c0, r1, c1 = t.lr_box
+        assert test[0] <= r0 and r1 <= test[2] and test[1] <= c0 and c1 <= test[3]
+        for b in others:  # never overlaps a training or validation box
+            assert r1 <= b[0] or b[2] <= r0 or c1 <= b[1] or b[3] <= c0
+        fr0, fc0, fr1, fc1 = t.fine_box
+        assert ws.masks["HR_1"][fr0:fr1, fc0:fc1].all()
+    # Seeded: same tiles for the same seed, different for another.
+    again = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=3)
+    assert again == tiles
+    assert sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=4) != tiles
+    # Every candidate position is reachable: asking for more gives all distinct positions.
+    everything = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=10**6, seed=0)
+    assert len({(t.row, t.col) for t in everything}) == len(everything) < 10**6
+
+
+def test_tile_size_errors(workspace):
+    ws = open_workspace(workspace)
+    region = ws.manifest["regions"][0]
+    with pytest.raises(DleemError, match="multiple of the scale"):
+        sample_tiles([region], ws.masks, scale=K, tile_size=66, n_tiles=5)
+    with pytest.raises(DleemError, match="smaller --tile-size"):
+        sample_tiles([region], ws.masks, scale=K, tile_size=512, n_tiles=5)
+
+
+def test_evaluate_scores_methods_on_the_same_tiles(workspace):
+    ws = open_workspace(workspace)
+
+    def truth(box, k):  # the noise-free fine image of the fabricated specimen
+        fine = cached_fine(0)
+        r0, c0, r1, c1 = box
+        return fine[k * r0:k * r1, k * c0:k * c1]
+
+    ev = evaluate(ws, fake_models(), EvalOptions(tiles=12, tile_size=64, seed=1, gallery=3,
+                                                 thickness_tiles=4), truth=truth)
+    assert len(ev.tiles) == 12 and len(ev.gallery) == 3
+    for name in ("bicubic", "model-sharp", "truth"):
+        res = ev.methods[name]
+        assert len(res.ssim) == len(res.psnr) == 12
+        assert all(0 < s < 1 for s in res.ssim)
+    # HR is the noise-free image plus 2-grey-level noise: truth scores ~ 20 log10(255/2) dB.
+    assert np.median(ev.methods["truth"].psnr) == pytest.approx(20 * math.log10(255 / 2), abs=0.5)
+    # Truth against itself is identical: infinite PSNR, SSIM 1.
+    assert all(math.isinf(p) for p in ev.methods["truth"].psnr_truth)
+    # The blurred LR loses the small pores: bicubic is worse than the truth everywhere.
+    assert np.median(ev.methods["bicubic"].ssim) < np.median(ev.methods["truth"].ssim)
+    # The HR porosity matches the segmentation of the HR tiles.
+    assert 0.05 < np.median(ev.methods["HR"].porosity) < 0.5
+    assert ev.methods["HR"].pooled_diameters().size > 5
+
+
+def test_metrics_json_schema_and_no_infinity(workspace, tmp_path):
+    from dleem.evaluation.pipeline import evaluate_workspace
+
+    index = evaluate_workspace(workspace, fake_models(),
+                               EvalOptions(tiles=8, tile_size=64, seed=0, gallery=2,
+                                           thickness_tiles=3),
+                               use_truth=False, out_dir=tmp_path / "report")
+    doc = json.loads((index.parent / "metrics.json").read_text())  # strict JSON: no Infinity
+    assert doc["schema"] == "dleem-metrics" and doc["settings"]["tiles"] == 8
+    for name in ("bicubic", "model-sharp"):
+        m = doc["methods"][name]
+        assert len(m["ssim"]["per_tile"]) == 8 and m["ssim"]["median"] is not None
+        assert len(m["psnr_db"]["per_tile"]) == 8
+        for key in ("psd_wasserstein_um", "psd_ks_statistic", "pore_size_function_wasserstein_um"):
+            assert m["vs_HR"][key] is not None and m["vs_HR"][key] >= 0
+        assert len(m["porosity"]["per_tile"]) == 8
+    assert "ssim" not in doc["methods"]["HR"]
+    t = doc["imaging_time"]
+    assert t["available"] and t["full_hr_pixels"] == pytest.approx(160 * 160 * 16)
+    assert t["time_saved_fraction"] == pytest.approx(1 - (160 * 160 + 512 * 512) / (160 * 160 * 16))

@@ -7,46 +7,31 @@ import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 import dleem.registration as registration
+from dleem import pairs
 from dleem.cli import main
 from dleem.errors import RegistrationError
 from dleem.io import read_image, write_image
 
 RATIO = 4
-LR_PX_UM = 0.4
 ENTRY_FIELDS = {"file", "status", "hr_to_lr", "ncc_peak", "ncc_distinctness", "residual",
                 "iterations", "blur_sigma_lr_px", "uncertainty", "gain", "offset", "ratio",
                 "rotation_deg", "message"}
 
 
-def _world(seed: int, size: int) -> np.ndarray:
-    """A textured grey field at HR pixel size: blobs of several sizes, 8-bit range."""
-    rng = np.random.default_rng(seed)
-    img = sum(ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), s) * s for s in (2, 6, 16))
-    img = (img - img.mean()) / img.std()
-    return np.clip(120 + 40 * img, 0, 255)
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """LR 256 px (4x4 block means of an HR world), HR_1 a 320 px cut of it, HR_2 elsewhere."""
+    """`dleem synth` at LR 256 px, ratio 4: HR_1 a pure translation + scale (no rotation,
+    shear, drift), HR_2 a region of another specimen (not in the LR image)."""
+    synth = pytest.importorskip("dleem.synth")
     root = tmp_path_factory.mktemp("scene")
-    world = _world(0, 256 * RATIO)
-    lr = world.reshape(256, RATIO, 256, RATIO).mean(axis=(1, 3))
-    lr = ndimage.gaussian_filter(lr, 0.6)
-    v0, u0 = 300, 420
-    hr1 = world[v0 : v0 + 320, u0 : u0 + 320]
-    hr2 = _world(7, 320)  # not in the LR image
-    paths = {
-        "lr": write_image(root / "LR.tif", np.round(lr).astype(np.uint8), pixel_size_um=LR_PX_UM),
-        "hr1": write_image(root / "HR_1.tif", np.round(hr1).astype(np.uint8),
-                           pixel_size_um=LR_PX_UM / RATIO),
-        "hr2": write_image(root / "HR_2.tif", np.round(hr2).astype(np.uint8),
-                           pixel_size_um=LR_PX_UM / RATIO),
-    }
-    truth = np.array([[1 / RATIO, 0, (u0 + 0.5) / RATIO - 0.5], [0, 1 / RATIO, (v0 + 0.5) / RATIO - 0.5]])
+    plain = dict(ratio=RATIO, lr_size=256, hr_size=320, regions=1, databar_rows=0,
+                 rotation_deg=0.0, scale_error=0.0, shear=0.0, drift_px=(0.0, 0.0), jitter=0.0)
+    truth = synth.generate(root / "a", synth.SynthParams(seed=1, **plain)).truth
+    synth.generate(root / "b", synth.SynthParams(seed=9, **plain))
+    paths = {"lr": root / "a" / "LR.tif", "hr1": root / "a" / "HR_1.tif",
+             "hr2": (root / "b" / "HR_1.tif").rename(root / "HR_2.tif")}
     return paths, truth
 
 
@@ -56,22 +41,23 @@ def known_maps(scene, monkeypatch):
     paths, truth = scene
     hr1 = read_image(paths["hr1"]).data
     key1 = hashlib.sha256(np.ascontiguousarray(hr1).tobytes()).hexdigest()
+    m = np.array(truth["regions"][0]["hr_to_lr"])
 
     def fake(lr, hr, ratio, **kwargs):
         assert ratio == pytest.approx(RATIO)
         if hashlib.sha256(np.ascontiguousarray(hr).tobytes()).hexdigest() != key1:
             raise RegistrationError("region not found in the LR image (NCC peak 0.21)")
-        box = (74, 104, 156, 186)
+        box = tuple(truth["regions"][0]["lr_box"])
         return registration.RegistrationResult(
-            hr_to_lr=registration.AffineMap(truth), gain=1.0, offset=0.0, blur_sigma_lr_px=0.6,
+            hr_to_lr=registration.AffineMap(m), gain=0.9, offset=3.0, blur_sigma_lr_px=0.8,
             ncc_peak=0.97, ncc_distinctness=3.1, residual=0.8, iterations=7,
             uncertainty={"corner_rms_lr_px": 0.004, "param_std": {"tx": 0.002}},
             residual_map=np.random.default_rng(0).normal(0, 0.8, (box[2] - box[0], box[3] - box[1])),
-            lr_box=box, ratio=4.0, rotation_deg=0.0,
+            lr_box=box, ratio=1 / np.sqrt(abs(np.linalg.det(m[:, :2]))), rotation_deg=0.0,
         )
 
     monkeypatch.setattr(registration, "register_region", fake)
-    return truth
+    return m
 
 
 def test_register_writes_registration_json_pairs_and_qc(scene, known_maps, tmp_path, capsys):
@@ -83,18 +69,21 @@ def test_register_writes_registration_json_pairs_and_qc(scene, known_maps, tmp_p
     (entry,) = reg["regions"]
     assert ENTRY_FIELDS <= set(entry)
     assert entry["status"] == "ok" and entry["file"] == str(paths["hr1"].resolve())
-    np.testing.assert_allclose(entry["hr_to_lr"], truth)
-    assert entry["ratio"] == pytest.approx(4.0) and entry["ratio_source"] == "pixel_size"
+    np.testing.assert_allclose(entry["hr_to_lr"], known_maps)
+    assert entry["ratio"] == pytest.approx(RATIO) and entry["ratio_source"] == "pixel_size"
     manifest = json.loads((ws / "pairs" / "manifest.json").read_text())
-    assert manifest["scale"] == 4 and manifest["lr_pixel_size_um"] == pytest.approx(LR_PX_UM)
+    assert manifest["scale"] == 4 and manifest["lr_pixel_size_um"] == pytest.approx(truth["lr_pixel_size_um"])
     region = manifest["regions"][0]
-    assert region["hr_pixel_size_um"] == pytest.approx(LR_PX_UM / RATIO)
+    assert region["hr_pixel_size_um"] == pytest.approx(truth["hr_pixel_size_um"])
     assert region["hr_sha256"] == hashlib.sha256(paths["hr1"].read_bytes()).hexdigest()
-    # the region covers LR pixels 105..184 x 75..154 exactly (HR edge on LR pixel edges)
-    assert region["lr_box"] == [75, 105, 155, 185]
+    assert (region["gain"], region["offset"]) == (0.9, 3.0)
+    # an axis-aligned region: its crop is the LR pixels it covers, a whole-pixel shrink at most
+    outline = pairs.hr_outline_lr(known_maps, (320, 320))
+    r0, c0, r1, c1 = region["lr_box"]
+    assert outline[:, 0].min() - 0.5 <= c0 < outline[:, 0].min() + 1.5
+    assert outline[:, 1].max() - 1.5 < r1 <= outline[:, 1].max() + 0.5
     target = read_image(ws / "pairs" / region["hr"]).data
-    hr1 = read_image(paths["hr1"]).data
-    np.testing.assert_allclose(target, hr1, atol=1e-3)  # k = ratio, pure translation
+    assert target.shape == (4 * (r1 - r0), 4 * (c1 - c0))
     assert (ws / "qc" / "overview.png").stat().st_size > 10_000
     assert (ws / "qc" / "HR_1.png").stat().st_size > 10_000
     steps = json.loads((ws / "manifest.json").read_text())["steps"]
@@ -150,6 +139,7 @@ def test_real_core_finds_the_translation_on_the_other_grid(scene, tmp_path):
     assert main(["register", str(paths["lr"]), str(paths["hr1"]), "-o", str(ws), "--no-qc"]) == 0
     entry = json.loads((ws / "registration.json").read_text())["regions"][0]
     found = np.asarray(entry["hr_to_lr"])
+    true = np.asarray(truth["regions"][0]["hr_to_lr"])
     corners = np.array([[-0.5, -0.5, 1], [319.5, -0.5, 1], [319.5, 319.5, 1], [-0.5, 319.5, 1]])
-    err = corners @ found.T - corners @ truth.T
+    err = corners @ found.T - corners @ true.T
     assert np.sqrt((err**2).sum(axis=1).mean()) < 0.05

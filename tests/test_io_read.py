@@ -212,3 +212,15 @@ def test_grey_jpeg_saved_as_colour(tmp_path, real_texture):
     with pytest.warns(UserWarning, match="grey image saved as colour"):
         image = read_image(tmp_path / "g.png")
     assert np.abs(image.data.astype(int) - real_texture).max() <= 1
+
+
+def test_ome_zarr_lazy_keeps_lazy(tmp_path, real_texture):
+    import zarr
+
+    group = zarr.open_group(tmp_path / "c.ome.zarr", mode="w")
+    level = group.create_array("0", shape=(1, 1, 128, 128), chunks=(1, 1, 64, 64), dtype="uint8")
+    level[...] = real_texture[None, None]
+    group.attrs["multiscales"] = [{"axes": ["t", "c", "y", "x"], "datasets": [{"path": "0"}]}]
+    image = read_image(tmp_path / "c.ome.zarr", lazy=True)
+    assert image.lazy and image.shape == (128, 128) and not isinstance(image.data, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(image.data[:64, 64:]), real_texture[:64, 64:])

@@ -288,18 +288,19 @@ def _read_zarr(path: Path, lazy: bool | None) -> SEMImage:
         attrs = dict(array.attrs)
         if "pixel_size_um" in attrs:
             pixel_size, source = float(attrs["pixel_size_um"]), "ome"
-    while array.ndim > 2 and array.shape[0] == 1:  # OME-Zarr t, c, z axes of length 1
-        array = array[0] if array.ndim > 3 else _squeeze_lazy(array)
     nbytes = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
     is_lazy = nbytes > LAZY_BYTES if lazy is None else lazy
-    data = array if is_lazy else np.asarray(array[...])
+    extra = array.ndim - 2
+    if extra > 0 and all(n == 1 for n in array.shape[:extra]):  # OME-Zarr t, c, z of length 1
+        if is_lazy:
+            import dask.array as da
+
+            data = da.from_zarr(array)[(0,) * extra]
+        else:
+            data = np.asarray(array[...]).reshape(array.shape[extra:])
+    else:
+        data = array if is_lazy else np.asarray(array[...])
     return SEMImage(data, path, pixel_size, source, lazy=is_lazy, format="zarr")
-
-
-def _squeeze_lazy(array: Any) -> Any:
-    import dask.array as da
-
-    return da.from_zarr(array)[0]
 
 
 def _ome_zarr_pixel_size(multiscale: dict, dataset: dict) -> float | None:

@@ -82,7 +82,9 @@ def test_zeiss_micrometres(tmp_path, real_texture):
 
 
 def test_tescan_tag(tmp_path, real_texture):
-    payload = b"\x01\x00\x00\x00\x10\x00\xff\x00" + TESCAN_TEXT.encode("ascii")
+    text = TESCAN_TEXT.encode("ascii")
+    # a binary preamble, and NUL padding inside the text, as the tag carries
+    payload = b"\x01\x00\x00\x00\x10\x00\xff\x00" + text[:40] + b"\x00\x00" + text[40:]
     tifffile.imwrite(tmp_path / "tescan.tif", real_texture,
                      extratags=[(50431, "B", len(payload), payload, True)])
     image = read_image(tmp_path / "tescan.tif")

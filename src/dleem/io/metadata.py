@@ -160,18 +160,12 @@ def tescan_pixel_size_um(text: str | None) -> float | None:
 
 
 def tescan_tag_text(value: Any) -> str | None:
-    """The text part of Tescan's tag 50431 (bytes: a binary header, then ``key=value`` lines)."""
+    """The text of Tescan's tag 50431: binary bytes (a preamble, NULs) around ``key=value`` lines."""
     if isinstance(value, str):
         return value
     if not isinstance(value, (bytes, bytearray)):
         return None
-    raw = bytes(value)
-    start = raw.find(b"PixelSizeX")
-    if start < 0:
-        return None
-    # keep from the start of the printable text block that holds PixelSizeX
-    begin = raw.rfind(b"\x00", 0, start) + 1
-    return raw[begin:].decode("latin-1", errors="replace")
+    return bytes(value).replace(b"\x00", b"").decode("latin-1", errors="replace")
 
 
 # --- JEOL -----------------------------------------------------------------------------

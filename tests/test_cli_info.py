@@ -39,7 +39,12 @@ def test_report_png_override_and_page(tmp_path, capsys, real_texture, data_dir):
     assert "pixel size:  0.2 µm (user)" in out and "bits used:   8" in out
     tifffile.imwrite(tmp_path / "s.tif", np.stack([real_texture, real_texture]))
     code, out, _ = run_info(capsys, tmp_path / "s.tif", "--page", "1")
-    assert code == 0 and "pages:       2 (reading page 1)" in out
+    assert code == 0 and "pages:       2 (reading page 1: page 1 as asked)" in out
+    with tifffile.TiffWriter(tmp_path / "t.tif") as tw:
+        tw.write(real_texture[::4, ::4], subfiletype=1)
+        tw.write(real_texture)
+    code, out, _ = run_info(capsys, tmp_path / "t.tif")
+    assert "pages:       2 (reading page 1: full resolution (the other pages are reduced copies))" in out
     code, out, _ = run_info(capsys, data_dir / "ceramic_crop_96.png")
     assert "pixel size:  unknown" in out and "databar:     none found" in out
 

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         lines.append("pixel size:  unknown (none in the file; give --pixel-size)")
     else:
         lines.append(f"pixel size:  {image.pixel_size_um:.6g} µm ({image.pixel_size_source})")
-    lines.append(f"pages:       {image.pages} (reading page {image.page})")
+    reason = f": {image.page_reason}" if image.pages > 1 and image.page_reason else ""
+    lines.append(f"pages:       {image.pages} (reading page {image.page}{reason})")
     if image.databar_rows:
         lines.append(f"databar:     {image.databar_rows} rows at the bottom ({image.databar_source})")
     else:

@@ -67,6 +67,8 @@ class SEMImage:
         ``"fei_metadata"``, ``"detected"``, ``"user"`` or ``"none"``.
     page, pages : int
         The page read and the number of pages in the file (1 for non-TIFF).
+    page_reason : str
+        Why that page: ``"single page"``, ``"full resolution (...)"``, ``"page N as asked"``.
     lazy : bool
         True when `data` is a memory-map or zarr/dask array, not in memory.
     metadata : dict
@@ -85,6 +87,7 @@ class SEMImage:
     pages: int = 1
     lazy: bool = False
     format: str = ""
+    page_reason: str = ""
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -209,7 +212,7 @@ def _read_tiff(path: Path, page: int | None, lazy: bool | None) -> SEMImage:
             raise InputError(path, f"corrupt TIFF ({_short(error)})") from None
     image = SEMImage(
         data, path, pixel_size, source, page=choice.index, pages=choice.n_pages,
-        lazy=is_lazy, format="TIFF", metadata=meta,
+        lazy=is_lazy, format="TIFF", metadata=meta, page_reason=choice.note,
     )
     if bits:
         image.bits_used, image.bits_source = bits, "metadata"

@@ -38,6 +38,15 @@ def _factor_stages(scale: int) -> list[int]:
     raise ValueError(f"scale must be 2, 3, 4 or 8, got {scale}")
 
 
+def _stage_radius(stages: list[int]) -> float:
+    """LR px added by one 3x3 conv before each pixel shuffle (the i-th runs on a finer grid)."""
+    radius, grid = 0.0, 1
+    for f in stages:
+        radius += 1.0 / grid
+        grid *= f
+    return radius
+
+
 class _SRGANBlock(nn.Module):
     """conv3x3 - BN - PReLU - conv3x3 - BN, plus the identity (Ledig 2017, Fig. 4)."""
 
@@ -82,6 +91,11 @@ class SRGANGenerator(nn.Module):
                    nn.PReLU(width)]
         self.upsample = nn.Sequential(*up)
         self.tail = nn.Conv2d(width, 1, 9, padding=4)
+        # Radius in LR px: 9x9 head (4) + 2 per block + body tail (1) + one 3x3 per
+        # upsampling stage at its own grid + the 9x9 tail on the fine grid.
+        stages = _factor_stages(scale)
+        self.receptive_field_lr_px = math.ceil(
+            4 + 2 * blocks + 1 + _stage_radius(stages) + 4 / scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
@@ -132,6 +146,9 @@ class EDSRBaseline(nn.Module):
             up += [nn.Conv2d(width, width * f * f, 3, padding=1), nn.PixelShuffle(f)]
         self.upsample = nn.Sequential(*up)
         self.tail = nn.Conv2d(width, 1, 3, padding=1)
+        stages = _factor_stages(scale)
+        self.receptive_field_lr_px = math.ceil(
+            1 + 2 * blocks + 1 + _stage_radius(stages) + 1 / scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)

@@ -74,7 +74,7 @@ class SEMDegradation:
     scale: int = 4
     hr_pixel_size_um: float = 0.01
     beam_fwhm_um: float = 0.05
-    electrons_full_scale: float | None = 200.0
+    electrons_full_scale: float | None = 400.0
     read_noise_dn: float = 2.0
     dtype_max: int = 255
 

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from anchors import EDSRBaseline, SRGANGenerator, build_anchor, count_parameters  # noqa: E402
+from anchors import ANCHORS, EDSRBaseline, SRGANGenerator, build_anchor, count_parameters  # noqa: E402
 from degrade import SEMDegradation, area_sample, degrade  # noqa: E402
 
 
@@ -79,3 +79,16 @@ def test_noise_statistics_and_seed() -> None:
     assert lr.astype(float).var() == pytest.approx(expected_var, rel=0.03)
     assert np.array_equal(lr, degrade(hr, p, seed=1))
     assert not np.array_equal(lr, degrade(hr, p, seed=2))
+
+
+@pytest.mark.parametrize("name", ["srgan", "edsr"])
+def test_anchor_receptive_field_is_declared(name: str) -> None:
+    """The trainer and the tiler trust `receptive_field_lr_px`: it must cover the measured one."""
+    from dleem.models import measure_receptive_field
+
+    torch.manual_seed(0)
+    net = ANCHORS[name](scale=4, width=16)  # the radius depends on depth, not width
+    assert net.receptive_field_lr_px == build_anchor(name).receptive_field_lr_px
+    measured = measure_receptive_field(net, 4, size=85)
+    # The far edge of the field can vanish in float32 rounding: allow a few px of slack.
+    assert measured <= net.receptive_field_lr_px <= measured + 3

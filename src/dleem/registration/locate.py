@@ -264,8 +264,6 @@ def locate(
     if hr_f.shape[0] / ratio > lr_a.shape[0] * 1.05 or hr_f.shape[1] / ratio > lr_a.shape[1] * 1.05:
         raise RegistrationError("HR region is larger than the LR image at this ratio")
     level = max(1, int(side_lr // template_px))
-    while level > 1 and min(lr_a.shape) // level < side_lr / level * 1.3:
-        level //= 2
     lr_red = reduce_image(lr_a, level)
     invalid = None
     if lr_mask is not None:

@@ -8,8 +8,9 @@ Model of one LR pixel ``x`` (LR px) under the map ``B = lr_to_hr``::
 i.e. the HR image blurred by the LR beam PSF (Gaussian, ``s`` LR px, fitted) and by the LR
 pixel footprint (a box of one LR pixel, represented by its variance 1/12 LR px**2), sampled
 at the LR pixel centre mapped into HR. The blurred HR is well sampled, so it is sampled by
-cubic interpolation (OpenCV ``remap``) with a first-order correction for OpenCV's 1/32 px
-coordinate quantisation, which would otherwise bias a pure translation by up to 1/64 HR px.
+bilinear interpolation (OpenCV ``remap``; OpenCV's bicubic does not reproduce a linear ramp
+and shifts values by up to 0.05 px, a bias when all LR pixels share one sub-pixel phase),
+with a first-order correction where OpenCV rounds coordinates to 1/32 px (OpenCV 4).
 
 The solver is forward-additive Gauss-Newton (Lucas-Kanade) on 6 affine + gain + offset
 (+ blur at the finest level), coarse to fine on an LR pyramid, with the gradients taken on
@@ -42,6 +43,17 @@ from dleem.registration.transform import AffineMap, image_corners
 log = logging.getLogger(__name__)
 
 _TAB = 32.0  # OpenCV remap: INTER_TAB_SIZE sub-pixel positions per pixel
+
+
+def _remap_is_quantised() -> bool:
+    """True when this OpenCV's bilinear remap rounds coordinates to 1/32 px (OpenCV 4)."""
+    ramp = np.tile(np.arange(8, dtype=np.float32), (4, 1))
+    u = np.full((1, 1), 3.01, np.float32)
+    out = cv2.remap(ramp, u, np.full((1, 1), 1.0, np.float32), cv2.INTER_LINEAR)
+    return abs(float(out[0, 0]) - 3.01) > 1e-4
+
+
+_REMAP_QUANTISED = _remap_is_quantised()
 #: Extra smoothing (reduced px) at coarse pyramid levels: widens the capture range.
 COARSE_SMOOTHING = 0.8
 DEFAULT_BLUR = 0.7
@@ -81,15 +93,28 @@ class _BlurredHR:
             self.pyr.append(cv2.pyrDown(self.pyr[-1]))
         return self.pyr[n]
 
-    def update(self, sigma2: float, min_px: float = 2.5) -> None:
-        sigma = math.sqrt(max(sigma2, 1e-6))
-        n = 0
-        while sigma / 2 ** (n + 1) >= min_px and (4 ** (n + 1) - 1) / 3 <= 0.5 * sigma2:
-            n += 1
-        base = self.level(n)
-        extra2 = (sigma2 - (4**n - 1) / 3.0) / 4**n
-        img = cv2.GaussianBlur(base, (0, 0), math.sqrt(extra2), borderType=cv2.BORDER_REFLECT) if extra2 > 1e-4 else base
+    def update(self, sigma2: float, box: float | None = None, min_px: float = 2.5) -> None:
+        """Blur for Gaussian variance ``sigma2`` (HR px**2), on top of a ``box`` (HR px) if given.
+
+        With ``box`` (finest level) the LR pixel footprint is an exact box of that width
+        convolved with the Gaussian, on the full HR grid; without, everything is one Gaussian
+        of variance ``sigma2`` on a decimated grid (coarse levels, speed over exactness).
+        """
+        if box is not None:
+            n = 0
+            base = self.level(0)
+            kern = _box_gauss_kernel(box, math.sqrt(max(sigma2, 0.0)))
+            img = cv2.sepFilter2D(base, cv2.CV_32F, kern, kern, borderType=cv2.BORDER_REFLECT)
+        else:
+            sigma = math.sqrt(max(sigma2, 1e-6))
+            n = 0
+            while sigma / 2 ** (n + 1) >= min_px and (4 ** (n + 1) - 1) / 3 <= 0.5 * sigma2:
+                n += 1
+            base = self.level(n)
+            extra2 = (sigma2 - (4**n - 1) / 3.0) / 4**n
+            img = cv2.GaussianBlur(base, (0, 0), math.sqrt(extra2), borderType=cv2.BORDER_REFLECT) if extra2 > 1e-4 else base
         self.n = n
+        self.box = box
         self.d = float(2**n)
         self.sigma2 = sigma2
         self.img = img
@@ -99,21 +124,38 @@ class _BlurredHR:
         self.gy = cv2.sepFilter2D(img, cv2.CV_32F, one, k, borderType=cv2.BORDER_REFLECT)
         self.lap = cv2.Laplacian(img, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)
 
-    def sample(self, X: np.ndarray, Y: np.ndarray, with_lap: bool):
-        """Values, HR-px gradients (and Laplacian) at HR coordinates X, Y (float32 arrays)."""
-        u = (X / self.d).astype(np.float32)
-        v = (Y / self.d).astype(np.float32)
-        val = cv2.remap(self.img, u, v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-        gx = cv2.remap(self.gx, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        gy = cv2.remap(self.gy, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        # OpenCV rounds map coordinates to 1/32 px: correct the value to first order.
-        du = u - np.round(u * _TAB) / _TAB
-        dv = v - np.round(v * _TAB) / _TAB
-        val = val + gx * du + gy * dv
+    def sample(self, X: np.ndarray, Y: np.ndarray, with_lap: bool, sel: np.ndarray):
+        """Values, HR-px gradients (and Laplacian) at HR coordinates X, Y (2-D float32).
+
+        Returns flat arrays of the pixels selected by the flat boolean ``sel``.
+        """
+        u = X if self.d == 1 else (X / self.d).astype(np.float32)
+        v = Y if self.d == 1 else (Y / self.d).astype(np.float32)
+        val = cv2.remap(self.img, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
+        gx = cv2.remap(self.gx, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
+        gy = cv2.remap(self.gy, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
+        if _REMAP_QUANTISED:
+            # OpenCV < 5 rounds map coordinates to 1/32 px: correct the value to first order.
+            us, vs = u.ravel()[sel], v.ravel()[sel]
+            du = us - np.round(us * _TAB) / _TAB
+            dv = vs - np.round(vs * _TAB) / _TAB
+            val = val + gx * du + gy * dv
         lap = None
         if with_lap:
-            lap = cv2.remap(self.lap, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) / (self.d * self.d)
+            lap = cv2.remap(self.lap, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
+            lap = lap / (self.d * self.d)
         return val, gx / self.d, gy / self.d, lap
+
+
+def _box_gauss_kernel(width: float, sigma: float) -> np.ndarray:
+    """1-D kernel: a box of ``width`` px convolved with a Gaussian of ``sigma`` px, at integers."""
+    from scipy.special import ndtr
+
+    sig = max(sigma, 0.3)
+    half = 0.5 * width
+    k = np.arange(-int(math.ceil(half + 4 * sig)), int(math.ceil(half + 4 * sig)) + 1, dtype=np.float64)
+    w = ndtr((k + half) / sig) - ndtr((k - half) / sig)
+    return (w / w.sum()).astype(np.float32).reshape(-1, 1)
 
 
 def _robust_weights(r: np.ndarray, kind: str | None) -> np.ndarray:
@@ -227,7 +269,7 @@ def refine(
         iy, ix = np.mgrid[0 : lev.shape[0], 0 : lev.shape[1]].astype(np.float32)
         xn = ((f * ix + (f - 1) / 2.0) - cx) / sc
         yn = ((f * iy + (f - 1) / 2.0) - cy) / sc
-        xn, yn, lev_v, ok = xn.ravel(), yn.ravel(), lev.ravel(), ok.ravel()
+        lev_v, ok = lev.ravel(), ok.ravel()
         corners_n = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], float) * [cw / 2 / sc, ch / 2 / sc, 1]
         fit_blur = final and not fix_blur
         tol = tolerance_lr_px if final else 0.02 * f
@@ -237,23 +279,28 @@ def refine(
         while it < max_iterations:
             it += 1
             ratio = math.sqrt(abs(np.linalg.det(P[:, :2]))) / sc
-            sigma2 = ratio**2 * (s * s + f * f / 12.0) + (ratio * f * smooth) ** 2
-            if blurred.sigma2 < 0 or abs(sigma2 - blurred.sigma2) > 0.05 * blurred.sigma2 or not final and it == 1:
-                blurred.update(sigma2)
+            if final:
+                sigma2 = (ratio * s) ** 2  # Gaussian part; the pixel footprint is an exact box
+                if blurred.sigma2 < 0 or blurred.box is None or abs(sigma2 - blurred.sigma2) > 0.05 * blurred.sigma2:
+                    blurred.update(sigma2, box=ratio)
+            else:
+                sigma2 = ratio**2 * (s * s + f * f / 12.0) + (ratio * f * smooth) ** 2
+                if it == 1:
+                    blurred.update(sigma2)
             X = (P[0, 0] * xn + P[0, 1] * yn + P[0, 2]).astype(np.float32)
             Y = (P[1, 0] * xn + P[1, 1] * yn + P[1, 2]).astype(np.float32)
-            margin = 3.0 * math.sqrt(sigma2) + 1.0
+            margin = 3.0 * math.sqrt(sigma2 + ratio * ratio / 12.0) + 1.0
             inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
-            valid = inside & ok
+            valid = inside.ravel() & ok
             if hr_ok is not None:
-                hv = cv2.remap(hr_ok, X.reshape(1, -1), Y.reshape(1, -1), cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                hv = cv2.remap(hr_ok, X, Y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
                 valid &= hv.ravel() > 0
             nv = int(valid.sum())
             if first_valid is None:
                 first_valid = nv
             if nv < 16:
                 raise RegistrationError("refinement diverged: the region left the LR/HR overlap")
-            val, gx, gy, lap = blurred.sample(X[valid], Y[valid], fit_blur)
+            val, gx, gy, lap = blurred.sample(X, Y, fit_blur, valid)
             if fit_blur:
                 # model at the current s from the blurred image at blurred.sigma2 (heat equation)
                 val = val + 0.5 * (sigma2 - blurred.sigma2) * lap
@@ -266,7 +313,7 @@ def refine(
             model = gain * val + offset
             r = L - model
             w = _robust_weights(r, robust)
-            x_, y_ = xn[valid], yn[valid]
+            x_, y_ = xn.ravel()[valid], yn.ravel()[valid]
             gxg, gyg = gain * gx, gain * gy
             cols = [gxg * x_, gxg * y_, gxg, gyg * x_, gyg * y_, gyg, val, np.ones_like(val)]
             if fit_blur:
@@ -288,6 +335,7 @@ def refine(
                 ds = float(np.clip(delta[8], -0.3, 0.3))
                 s = float(np.clip(s + ds, 0.05, 5.0))
             move = np.max(np.linalg.norm(corners_n @ dP.T, axis=1)) / ratio
+            log.debug("level %d it %d: step %.2e LR px, s %.4f, rms %.4g, n %d", f, it, move, s, float(np.sqrt(np.mean(r * r))), nv)
             if not np.isfinite(move) or abs(math.log(max(ratio, 1e-9) / ratio0)) > 0.3:
                 raise RegistrationError("refinement diverged (scale ran away)")
             if move < tol and abs(ds) < 1e-3:

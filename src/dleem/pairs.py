@@ -582,6 +582,7 @@ def make_pairs(
     guard: int = 8,
     layout: str = "band",
     seed: int | None = 0,
+    skip_unusable: bool = False,
     progress: Any = None,
 ) -> dict[str, Any]:
     """Write the training pairs of registered regions and their manifest.
@@ -597,6 +598,8 @@ def make_pairs(
     lr_blur_sigma_px : the estimated LR beam blur (Gaussian sigma, LR px), recorded.
     lr_valid : bool array of the LR shape, False on pixels to leave out (databar).
     fractions, guard, layout, seed : the train / validation / test areas; see `split_boxes`.
+    skip_unusable : leave out (with a warning, listed under "skipped_regions") a region
+        that covers no whole LR pixel or is too small for the splits, instead of raising.
 
     Returns
     -------
@@ -620,16 +623,27 @@ def make_pairs(
     lr_dtype = np.dtype(lr.dtype)
 
     boxes: list[Box] = []
-    pairs = []
-    for region in regions:
-        box = pair_lr_box(region.hr_to_lr, region.hr.shape, lr_shape, lr_valid=lr_valid)
+    splits = []
+    kept: list[RegionPair] = []
+    skipped = []
+    for i, region in enumerate(regions):
+        try:
+            box = pair_lr_box(region.hr_to_lr, region.hr.shape, lr_shape, lr_valid=lr_valid)
+            split = split_boxes((box[2] - box[0], box[3] - box[1]), fractions=fractions,
+                                guard=guard, layout=layout, seed=None if seed is None else seed + i)
+        except DleemError as error:
+            if not skip_unusable:
+                raise DleemError(f"{region.hr_file or region.id}: {error}") from error
+            log.warning("%s: no training pair: %s", region.hr_file or region.id, error)
+            skipped.append({"id": region.id, "hr_file": region.hr_file, "message": str(error)})
+            continue
+        kept.append(region)
         boxes.append(box)
-    splits = [
-        split_boxes((b[2] - b[0], b[3] - b[1]), fractions=fractions, guard=guard, layout=layout,
-                    seed=None if seed is None else seed + i)
-        for i, b in enumerate(boxes)
-    ]
+        splits.append(split)
+    if not kept:
+        raise DleemError("no registered region gives a usable training pair")
     splits = separate_regions(splits, boxes, guard)
+    regions = kept
 
     entries = []
     for i, (region, box) in enumerate(zip(regions, boxes, strict=True)):
@@ -663,7 +677,6 @@ def make_pairs(
             "quality": region.quality,
         }
         entries.append(entry)
-        pairs.append((lr_crop.shape, target.shape))
         if progress is not None:
             progress()
     manifest = {
@@ -681,6 +694,7 @@ def make_pairs(
                   "layout": layout, "seed": seed},
         "dleem_version": __version__,
         "regions": entries,
+        "skipped_regions": skipped,
     }
     write_json(out_dir / "manifest.json", manifest)
     _remove_stale(out_dir, {e[key] for e in entries for key in ("lr", "hr", "mask")})

@@ -307,6 +307,7 @@ def register_files(
                 lr_pixel_size_um=lr_image.pixel_size_um,
                 lr_blur_sigma_px=float(np.median(blurs)) if blurs else None,
                 fractions=split_fractions, guard=guard_lr_px, layout=split_layout, seed=seed,
+                skip_unusable=keep_going,
                 progress=lambda: progress.advance(task),
             )
             manifest["lr_shape"] = list(lr_image.shape)

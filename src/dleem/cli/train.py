@@ -1,14 +1,81 @@
-"""`dleem train`: placeholder until its issue lands."""
+"""`dleem train WORKSPACE -o MODEL_DIR`: learn LR -> HR from the registered pairs."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="(not yet implemented)")
+    p = sub.add_parser(
+        "train",
+        help="train a generator on WORKSPACE/pairs; write a model folder",
+        description=(
+            "Train the super-resolution generator on the training pairs of a workspace "
+            "(pixel-only warm-up, then the adversarial phase; EMA weights for inference) and "
+            "write MODEL_DIR with generator.safetensors, generator_raw.safetensors, config.json, "
+            "log.csv, curves.png and checkpoints/. Multi-GPU: "
+            "torchrun --nproc_per_node=N -m dleem train ..."
+        ),
+    )
+    p.add_argument("workspace", metavar="WORKSPACE", help="workspace with pairs/manifest.json")
+    p.add_argument("-o", "--output", dest="model_dir", required=True, metavar="MODEL_DIR",
+                   help="model folder to write")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="training steps (reproducible)")
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock budget in minutes (default 10 when --steps is not given)")
+    p.add_argument("--loss", choices=("mae", "mse"), default="mae", help="pixel loss (default mae)")
+    p.add_argument("--adv-weight", type=float, default=5e-3,
+                   help="weight of the adversarial loss; 0 trains a pixel-only model (default 5e-3)")
+    p.add_argument("--adv-loss", choices=("ragan", "gan"), default="ragan",
+                   help="relativistic-average (default) or plain GAN loss")
+    p.add_argument("--warmup", type=float, default=0.5,
+                   help="fraction of the budget trained pixel-only before the GAN phase (default 0.5)")
+    p.add_argument("--preset", choices=("default", "cpu", "tiny"), default="default",
+                   help="generator size (default: default)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--batch", type=int, default=None, help="crops per step and process (preset default)")
+    p.add_argument("--patch", type=int, default=None, help="LR crop side in px (preset default)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (AdamW)")
+    p.add_argument("--schedule", choices=("cosine", "step"), default="cosine",
+                   help="learning-rate schedule over the budget (default cosine)")
+    p.add_argument("--scale", type=int, default=None,
+                   help="refuse pairs that were cut at another scale")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--rot90", action="store_true",
+                   help="also augment with 90-degree rotations (swaps SEM scan directions)")
+    p.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16", "fp16"), default="auto",
+                   help="CUDA numerics (auto: tf32 on CUDA, fp32 elsewhere)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory layout (CUDA)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                   help="steps between checkpoints in MODEL_DIR/checkpoints (default 1000)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--force", action="store_true", help="start over in a folder with checkpoints")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("dleem train is not implemented yet")
+    from dleem.training import TrainOptions, train
+
+    options = TrainOptions(
+        steps=args.steps, minutes=args.minutes, preset=args.preset, batch=args.batch,
+        patch=args.patch, loss=args.loss, adv_loss=args.adv_loss, adv_weight=args.adv_weight,
+        warmup=args.warmup, lr=args.lr, schedule=args.schedule, seed=args.seed, device=args.device,
+        precision=args.precision, channels_last=args.channels_last, rot90=args.rot90,
+        scale=args.scale, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        force=args.force,
+    )
+    result = train(args.workspace, args.model_dir, options)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        msg = f"model written to {result.model_dir} ({result.steps} steps, {result.elapsed_s:.0f} s"
+        if result.val_psnr_db is not None and result.val_psnr_bicubic_db is not None:
+            msg += (f"; validation PSNR {result.val_psnr_db:.2f} dB vs bicubic "
+                    f"{result.val_psnr_bicubic_db:.2f} dB, SSIM {result.val_ssim:.3f} vs "
+                    f"{result.val_ssim_bicubic:.3f}")
+        log.info(msg + ")")
+    return 0

@@ -1,0 +1,101 @@
+"""The training log (CSV) and its curves (PNG), both written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dleem.models.folder import atomic_write
+
+LOG_COLUMNS = (
+    "step", "elapsed_s", "phase", "lr", "loss_pixel", "loss_adv", "loss_d",
+    "val_psnr_db", "val_ssim", "val_psnr_bicubic_db", "val_ssim_bicubic", "samples_per_s",
+)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def write_log(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write the whole log as CSV (one row per logged step; blank where not measured)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for row in rows:
+        writer.writerow([_fmt(row.get(c)) for c in LOG_COLUMNS])
+    text = buf.getvalue()
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Read a log written by `write_log` (numbers as floats, blanks as None)."""
+    rows = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        for rec in csv.DictReader(fh):
+            row: dict[str, Any] = {}
+            for k, v in rec.items():
+                if v in ("", None):
+                    row[k] = None
+                else:
+                    try:
+                        row[k] = float(v)
+                    except ValueError:
+                        row[k] = v
+            rows.append(row)
+    return rows
+
+
+def plot_curves(path: Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
+    """Training loss and validation PSNR / SSIM (with the bicubic baseline) against step."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        pts = [(float(r["step"]), float(r[key])) for r in rows
+               if r.get(key) is not None and not (isinstance(r[key], float) and math.isnan(r[key]))]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    ax = axes[0]
+    x, y = series("loss_pixel")
+    ax.plot(x, y, lw=1, label="pixel loss (train)")
+    x, y = series("loss_adv")
+    if y:
+        ax2 = ax.twinx()
+        ax2.plot(x, y, lw=1, color="tab:red", alpha=0.7, label="adversarial (G)")
+        ax2.set_ylabel("adversarial loss", color="tab:red")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("pixel loss (normalised units)")
+    ax.legend(loc="upper right", fontsize=8)
+    for ax, key, name in ((axes[1], "psnr", "PSNR (dB)"), (axes[2], "ssim", "SSIM")):
+        x, y = series(f"val_{key}_db" if key == "psnr" else f"val_{key}")
+        ax.plot(x, y, "o-", ms=3, label="model (EMA), validation")
+        xb, yb = series(f"val_{key}_bicubic_db" if key == "psnr" else f"val_{key}_bicubic")
+        if yb:
+            ax.axhline(yb[-1], color="gray", ls="--", label="bicubic")
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+
+    def save(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=110)
+
+    try:
+        atomic_write(path, save)
+    finally:
+        plt.close(fig)
+    return path

@@ -67,8 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("specimen")
     s.add_argument("--grain-size", type=float, default=60.0, metavar="UM",
                    help="median grain diameter, µm (default 60)")
-    s.add_argument("--supersample", type=int, default=3,
-                   help="samples per pixel per axis for area integration (default 3)")
+    s.add_argument("--supersample", type=int, default=0,
+                   help="samples per pixel per axis for area integration (default 0: 2-4 "
+                        "chosen from the blur)")
     p.set_defaults(handler=run)
 
 

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -95,16 +96,21 @@ def generate(
     """
     params = SynthParams.from_dict({**(params or SynthParams()).to_dict(), **overrides})
     params.validate()
+    t0 = time.perf_counter()
     regions = plan_regions(params)
     spec = build_specimen(params.specimen, params.seed, specimen_extent(params))
-    vmax = 2**params.bits - 1
+    log.debug("synth: specimen of %d grains in %.1f s", spec.n_grains, time.perf_counter() - t0)
+    t0 = time.perf_counter()
     lr_sig = render(spec, lr_pixel_to_phys(params), params.lr_shape_,
                     blur_sigma_px=params.lr_blur_sigma_px)
+    log.debug("synth: LR rendered in %.1f s", time.perf_counter() - t0)
     lr = acquire(lr_sig, dose=params.lr_dose, gain=params.lr_gain, offset=params.lr_offset,
                  bits=params.bits, noise=params.noise, read_noise=params.read_noise,
                  line_noise=params.line_noise, charging=params.charging,
                  rng=np.random.default_rng([params.seed, 7500]))
     del lr_sig
+    log.debug("synth: LR acquired in %.1f s", time.perf_counter() - t0)
+    t0 = time.perf_counter()
     hrs = []
     for i, reg in enumerate(regions):
         sig = render(spec, reg.hr_to_phys, reg.shape, blur_sigma_px=reg.blur_sigma_px)
@@ -118,11 +124,13 @@ def generate(
         hrs = [add_databar(h, params.databar_rows,
                            _databar_text(h.shape[1] * r.pixel_size_um, r.file))
                for h, r in zip(hrs, regions, strict=True)]
+    log.debug("synth: %d HR regions in %.1f s", len(hrs), time.perf_counter() - t0)
     truth = _truth_dict(params, regions, spec, lr.shape, [h.shape for h in hrs])
-    del vmax
     files: list[Path] = []
     if out_dir is not None:
+        t0 = time.perf_counter()
         files = _write_all(Path(out_dir), params, regions, lr, hrs, truth)
+        log.debug("synth: written in %.1f s", time.perf_counter() - t0)
     return SynthResult(lr=lr, hr=hrs, truth=truth, files=files)
 
 

@@ -87,17 +87,20 @@ class SpecimenParams:
         Fraction of clay area that is micro-pore.
     feldspar_dissolution : float
         Mean fraction of a feldspar grain dissolved into secondary pores.
+    fractures : float
+        Probability that a large quartz or feldspar grain has open cracks.
     texture : float
         Multiplier of the grain-texture amplitudes (0: flat grains).
     edge_softness_um : float
         Sigma of the Gaussian that softens every edge (BSE interaction volume).
     supersample : int
-        Point samples per output pixel along each axis when rendering (area integration).
+        Point samples per output pixel along each axis when rendering (area integration);
+        0 (default) chooses 2-4 from the blur (`auto_supersample`).
     """
 
     grain_size_um: float = 60.0
-    grain_size_sigma: float = 0.45
-    silt_fraction: float = 0.035
+    grain_size_sigma: float = 0.5
+    silt_fraction: float = 0.015
     silt_size_um: float = 9.0
     packing: float = 0.64
     overlap: float = 0.10
@@ -118,9 +121,10 @@ class SpecimenParams:
     cement_fill: float = 0.10
     clay_microporosity: float = 0.22
     feldspar_dissolution: float = 0.06
+    fractures: float = 0.25
     texture: float = 1.0
     edge_softness_um: float = 0.05
-    supersample: int = 3
+    supersample: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,6 +154,7 @@ class Specimen:
     texture: np.ndarray  # (n,) texture amplitude
     orient: np.ndarray  # (n,) index of the anisotropic field
     dissolve: np.ndarray  # (n,) threshold (in field sigmas) for dissolution pores
+    cracks: list[list[np.ndarray] | None]  # thin crack polygons (µm) per grain
     fields: dict[str, WaveField]
 
     @property
@@ -195,11 +200,13 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
     # Heavy minerals are small (hydraulic equivalence); large grains rarely heavy.
     small = radii < 0.6 * median_r
     heavy_p = params.fractions.get("heavy", 0.0)
-    mineral[(mineral == HEAVY) & ~small & (rng.random(n) < 0.85)] = QUARTZ
+    mineral[(mineral == HEAVY) & ~small] = QUARTZ
     mineral[small & (mineral == QUARTZ) & (rng.random(n) < 1.5 * heavy_p)] = HEAVY
     silt = radii < 0.25 * median_r
     mineral[silt & np.isin(mineral, [HEAVY, MICA, LITHIC])] = QUARTZ
     mineral[silt & (rng.random(n) < 0.03)] = HEAVY
+    # Mica flakes are thin and rarely as large as the framework grains.
+    mineral[(mineral == MICA) & (radii > 0.9 * median_r)] = QUARTZ
 
     signal = np.empty(n)
     texture = np.empty(n)
@@ -216,7 +223,9 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
         texture[mineral == code] = amp * params.texture
     orient = rng.integers(0, N_ORIENT, n)
     # Dissolution threshold in sigmas of a unit Gaussian field: P(F > t) = fraction.
-    frac = np.clip(rng.gamma(0.7, params.feldspar_dissolution / 0.7, n), 1e-4, 0.6)
+    # Most feldspars are slightly dissolved, a few are honeycombed.
+    frac = params.feldspar_dissolution * rng.lognormal(-0.5, 1.0, n)
+    frac = np.clip(frac, 1e-4, 0.45)
     dissolve = np.where(np.isin(mineral, [KFELDSPAR, PLAGIOCLASE]), -ndtri(frac), np.inf)
 
     polys: list[np.ndarray] = []
@@ -227,6 +236,13 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
         polys.append(poly)
         coats.append(coat)
         bound[i] = np.max(np.hypot(*(coat - centres[i]).T)) + 1e-6
+    cracks = [
+        _cracks(rng, centres[i], radii[i])
+        if mineral[i] in (QUARTZ, KFELDSPAR) and radii[i] > 0.5 * median_r
+        and rng.random() < params.fractures
+        else None
+        for i in range(n)
+    ]
     # Paint order random (painter's algorithm makes the contacts).
     order = rng.permutation(n)
     fields_ = _make_fields(np.random.default_rng([int(seed), 7302]), params)
@@ -243,6 +259,7 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
         texture=texture[order],
         orient=orient[order],
         dissolve=dissolve[order],
+        cracks=[cracks[i] for i in order],
         fields=fields_,
     )
 
@@ -250,11 +267,10 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
 def _make_fields(rng: np.random.Generator, p: SpecimenParams) -> dict[str, WaveField]:
     g = p.grain_size_um
     f = {
-        "clay": make_field(rng, (0.15 * g, 0.8 * g), 96, slope=0.5),
-        "cement": make_field(rng, (0.3 * g, 1.5 * g), 96, slope=0.5),
-        "micro": make_field(rng, (0.5, 2.5), 128, slope=0.3),
-        "clay_tex": make_field(rng, (0.6, 6.0), 96, slope=1.0),
-        "tex": make_field(rng, (1.0, 12.0), 96, slope=1.0),
+        "clay": make_field(rng, (0.15 * g, 0.8 * g), 48, slope=0.5),
+        "cement": make_field(rng, (0.3 * g, 1.5 * g), 48, slope=0.5),
+        "micro": make_field(rng, (0.5, 3.0), 96, slope=0.4),
+        "tex": make_field(rng, (1.0, 12.0), 48, slope=1.0),
         "mottle": make_field(rng, (1.5, 8.0), 96, slope=0.5),
     }
     for o in range(N_ORIENT):
@@ -336,26 +352,34 @@ def _grain_outline(
     rng: np.random.Generator, p: SpecimenParams, c: np.ndarray, r: float, mineral: int, orient: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """An irregular grain outline of equivalent radius `r` and its clay coating (µm)."""
-    nv = 24 if r < 8 else (40 if r < 25 else 64)
+    nv = 24 if r < 6 else (48 if r < 20 else 96)
     theta = np.linspace(0, 2 * np.pi, nv, endpoint=False)
-    # Smooth part: low harmonics with decaying amplitudes.
+    # Smooth part: low harmonics with decaying amplitudes, plus fine boundary roughness.
     rad = np.ones(nv)
     for k in range(2, 9):
         rad += rng.normal(0, 0.09 * k**-1.3) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    # Angular part: a polygon with few facets, interpolated along straight edges.
-    m = int(rng.integers(5, 11))
-    ta = np.sort(rng.uniform(0, 2 * np.pi, m))
-    ra = rng.uniform(0.85, 1.15, m)
+    rough = np.zeros(nv)
+    for k in range(9, nv // 3):
+        rough += rng.normal(0, 0.25 * k**-1.6) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    # Angular part: a polygon with few facets (straight edges).
+    m = int(rng.integers(6, 15)) if mineral != HEAVY else int(rng.integers(5, 8))
+    # Jittered even spacing keeps every gap < pi, so the origin stays inside.
+    ta = (np.arange(m) + rng.uniform(-0.35, 0.35, m)) * (2 * np.pi / m) + rng.uniform(0, 2 * np.pi)
+    ra = rng.uniform(0.85, 1.12, m)
     va = np.stack([ra * np.cos(ta), ra * np.sin(ta)], 1)
     ang = _polygon_radius(va, theta)
-    rho = np.clip(rng.beta(2.0, 2.0) * 2 * p.roundness, 0, 1)
+    rho = float(np.clip(rng.beta(2.0, 2.0) * 2 * p.roundness, 0, 1))
     if mineral == HEAVY:
-        rho *= 0.3
-    rad = rho * rad + (1 - rho) * ang * rad
+        rho *= 0.2
+    if r < 0.125 * p.grain_size_um:  # silt is angular
+        rho *= 0.4
+    rad = rho * rad + (1 - rho) * ang + rough
     pts = np.stack([rad * np.cos(theta), rad * np.sin(theta)], 1)
     e = rng.gamma(2.0, p.elongation / 2.0)
     if mineral == MICA:
         e = rng.uniform(3.0, 6.0)
+    elif mineral == HEAVY:
+        e = rng.uniform(0.2, 1.5)
     sx, sy = math.sqrt(1 + e), 1 / math.sqrt(1 + e)
     phi = rng.uniform(0, np.pi)
     if mineral in (KFELDSPAR, PLAGIOCLASE, MICA):
@@ -378,9 +402,27 @@ def _grain_outline(
     return poly, coat
 
 
+def _cracks(rng: np.random.Generator, c: np.ndarray, r: float) -> list[np.ndarray]:
+    """One to three thin, slightly jagged crack polygons crossing a grain (µm)."""
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        phi = rng.uniform(0, np.pi)
+        d = np.array([np.cos(phi), np.sin(phi)])
+        nrm = np.array([-d[1], d[0]])
+        start = c + nrm * rng.uniform(-0.6, 0.6) * r
+        n = 12
+        s = np.linspace(-1.3 * r, 1.3 * r, n)
+        wob = np.cumsum(rng.normal(0, 0.06 * r, n))
+        wob -= np.linspace(wob[0], wob[-1], n)
+        mid = start + s[:, None] * d + wob[:, None] * nrm
+        w = rng.uniform(0.15, 0.6) * np.sin(np.linspace(0.2, np.pi - 0.2, n)) + 0.05
+        out.append(np.concatenate([mid + w[:, None] * nrm, (mid - w[:, None] * nrm)[::-1]]))
+    return out
+
+
 def _polygon_radius(vertices: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Radius at angles `theta` of a star-shaped polygon around the origin."""
-    out = np.empty_like(theta)
+    out = np.ones_like(theta)
     a = vertices
     b = np.roll(vertices, -1, axis=0)
     d = np.stack([np.cos(theta), np.sin(theta)], 1)
@@ -430,10 +472,10 @@ def render(
     specimen convolved with the edge softness and the beam.
     """
     m = np.asarray(pix_to_phys, dtype=np.float64).reshape(2, 3)
-    s = int(supersample or spec.params.supersample)
     rows, cols = (int(v) for v in shape)
     p_out = math.sqrt(abs(np.linalg.det(m[:, :2])))
     sigma = math.sqrt(blur_sigma_px**2 + (spec.params.edge_softness_um / p_out) ** 2)
+    s = int(supersample or spec.params.supersample or auto_supersample(sigma))
     halo = int(math.ceil(4 * sigma)) + 1 if sigma > 0 else 0
     out = np.empty((rows, cols), np.float32)
     boxes = [(r, c, min(r + tile, rows), min(c + tile, cols))
@@ -456,12 +498,18 @@ def render(
     return out
 
 
+def auto_supersample(sigma_px: float) -> int:
+    """Samples per pixel per axis: enough that the blur spans >= 1.6 fine pixels (2..4)."""
+    return int(min(max(math.ceil(1.6 / max(sigma_px, 1e-3)), 2), 4))
+
+
 def _render_tile(
     spec: Specimen, m: np.ndarray, box: tuple[int, int, int, int], s: int, sigma: float
 ) -> np.ndarray:
     """Point-sampled, blurred signal on the fine grid of output box (r0, c0, r1, c1)."""
     r0, c0, r1, c1 = box
     fr, fc = (r1 - r0) * s, (c1 - c0) * s
+    shape = (fr, fc)
     # Fine pixel j (per axis) has output coordinate (j + 0.5)/s - 0.5 + start.
     a2 = m[:, :2]
     off = np.array([c0 + 0.5 / s - 0.5, r0 + 0.5 / s - 0.5])
@@ -469,68 +517,105 @@ def _render_tile(
     inv = np.linalg.inv(np.vstack([fine, [0, 0, 1]]))[:2]
     corners = np.array([[0, 0, 1], [fc - 1, 0, 1], [0, fr - 1, 1], [fc - 1, fr - 1, 1]], float)
     phys = corners @ fine.T
-    lo = phys.min(0)
-    hi = phys.max(0)
+    lo = phys.min(0) - 1.0
+    hi = phys.max(0) + 1.0
     near = np.all(spec.centre + spec.bound[:, None] >= lo, axis=1) & np.all(
         spec.centre - spec.bound[:, None] <= hi, axis=1
     )
     idx = np.flatnonzero(near)
-
-    coat = np.zeros((fr, fc), np.uint8)
-    gid = np.zeros((fr, fc), np.int32)  # 0 = no grain, else index + 1
     to_pix = inv[:, :2].T
-    for i in idx:
-        fill_polygon(coat, spec.coats[i] @ to_pix + inv[:, 2], 1)
-    for i in idx:
-        fill_polygon(gid, spec.polys[i] @ to_pix + inv[:, 2], int(i) + 1)
+    to_pix_t = inv[:, 2]
 
-    shape = (fr, fc)
+    # Painter's order, grain by grain: its clay coat, then the grain. A later grain's
+    # coat covers the rim of an earlier one, leaving a clay film along the contact.
+    gid = np.zeros(shape, np.int32)  # 0 = pore, -1 = clay coat, i + 1 = grain i
+    pix_polys = {}
+    for i in idx:
+        fill_polygon(gid, spec.coats[i] @ to_pix + to_pix_t, -1)
+        pix_polys[i] = spec.polys[i] @ to_pix + to_pix_t
+        fill_polygon(gid, pix_polys[i], int(i) + 1)
+
     f = spec.fields
     p = spec.params
 
-    def fld(name: str) -> np.ndarray:
-        return evaluate_on_grid(f[name], fine, shape)
+    def fld(name: str, sub: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        if sub is None:
+            return evaluate_on_grid(f[name], fine, shape)
+        y0, x0, y1, x1 = sub
+        g = fine.copy()
+        g[:, 2] = fine[:, :2] @ [x0, y0] + fine[:, 2]
+        return evaluate_on_grid(f[name], g, (y1 - y0, x1 - x0))
 
     # Pore space: epoxy, clay (coats and patches, micro-porous), carbonate cement.
-    sig = np.full(shape, PORE_SIGNAL, np.float32)
-    clay = (coat > 0) | (fld("clay") > -ndtri(max(p.clay_fill, 1e-6)))
-    cement = (fld("cement") > -ndtri(max(p.cement_fill, 1e-6))) & ~clay
-    sig[cement] = CEMENT_SIGNAL
-    clay_sig = CLAY_SIGNAL + 0.035 * p.texture * fld("clay_tex")
-    sig[clay] = clay_sig[clay]
-    micro = clay & (fld("micro") > -ndtri(max(p.clay_microporosity, 1e-6)))
-    sig[micro] = PORE_SIGNAL
-
     grain = gid > 0
-    if idx.size:
-        g = gid - 1
-        g[~grain] = 0
-        base = spec.signal.astype(np.float32)[g]
-        tex = spec.texture.astype(np.float32)[g]
-        mineral = spec.mineral[g]
-        gs = base + tex * fld("tex")
-        lith = grain & (mineral == LITHIC)
-        if lith.any():
-            gs += np.where(lith, 0.05 * p.texture * np.tanh(2 * fld("mottle")), 0).astype(np.float32)
-        orient = spec.orient[g]
-        dissolve = spec.dissolve[g].astype(np.float32)
-        for o in range(N_ORIENT):
-            sel = grain & (orient == o) & np.isin(mineral, [KFELDSPAR, PLAGIOCLASE, MICA])
-            if not sel.any():
-                continue
-            lam = fld(f"lam{o}")
-            kfs = sel & (mineral == KFELDSPAR)
-            gs[kfs] += 0.035 * p.texture * (lam[kfs] > 0.9)
-            plg = sel & (mineral == PLAGIOCLASE)
-            gs[plg] += 0.012 * p.texture * np.sign(lam[plg])
-            mic = sel & (mineral == MICA)
-            gs[mic] -= 0.08 * p.texture * (lam[mic] > 1.4)
-            feld = sel & (mineral != MICA)
-            dis = fld(f"dis{o}")
-            holes = feld & (dis > dissolve)
-            gs[holes] = PORE_SIGNAL
-        sig[grain] = gs[grain]
-    if sigma > 0:
-        sig = cv2.GaussianBlur(sig, (0, 0), sigmaX=sigma * s, sigmaY=sigma * s,
-                               borderType=cv2.BORDER_REFLECT)
-    return sig
+    sig = np.full(shape, PORE_SIGNAL, np.float32)
+    pore_space = ~grain
+    clay = pore_space & ((gid < 0) | (fld("clay") > _thr(p.clay_fill)))
+    rest = pore_space & ~clay
+    cement = rest & (fld("cement") > _thr(p.cement_fill))
+    sig[cement] = CEMENT_SIGNAL
+    if clay.any():
+        micro = fld("micro")
+        clay_sig = CLAY_SIGNAL - 0.03 * p.texture * micro
+        clay_sig[micro > _thr(p.clay_microporosity)] = PORE_SIGNAL
+        sig[clay] = clay_sig[clay]
+    if not idx.size:
+        return _blur(sig, sigma * s)
+    lut_base = np.concatenate([[PORE_SIGNAL], spec.signal]).astype(np.float32)
+    lut_tex = np.concatenate([[0.0], spec.texture]).astype(np.float32)
+    tex = fld("tex")
+    g = np.maximum(gid, 0)
+    gs = lut_base[g] + lut_tex[g] * tex
+    sig[grain] = gs[grain]
+
+    # Per-grain structure, evaluated on each grain's bounding box only.
+    for i in idx:
+        mineral = int(spec.mineral[i])
+        if mineral == QUARTZ and spec.cracks[i] is None:
+            continue
+        if mineral == HEAVY:
+            continue
+        poly = pix_polys[i]
+        y0 = max(int(np.floor(poly[:, 1].min())), 0)
+        y1 = min(int(np.ceil(poly[:, 1].max())) + 1, fr)
+        x0 = max(int(np.floor(poly[:, 0].min())), 0)
+        x1 = min(int(np.ceil(poly[:, 0].max())) + 1, fc)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        mask = gid[y0:y1, x0:x1] == i + 1
+        if not mask.any():
+            continue
+        sub = (y0, x0, y1, x1)
+        view = sig[y0:y1, x0:x1]
+        o = int(spec.orient[i])
+        if mineral == LITHIC:
+            view[mask] += (0.05 * p.texture * np.tanh(2 * fld("mottle", sub)))[mask]
+        elif mineral == MICA:
+            lam = fld(f"lam{o}", sub)
+            view[mask & (lam > 1.4)] -= 0.08 * p.texture
+        elif mineral in (KFELDSPAR, PLAGIOCLASE):
+            lam = fld(f"lam{o}", sub)
+            if mineral == KFELDSPAR:
+                view[mask & (lam > 0.9)] += 0.035 * p.texture
+            else:
+                view[mask] += (0.012 * p.texture * np.sign(lam))[mask]
+            if np.isfinite(spec.dissolve[i]):
+                dis = fld(f"dis{o}", sub)
+                view[mask & (dis > spec.dissolve[i])] = PORE_SIGNAL
+        if spec.cracks[i] is not None:
+            crack = np.zeros(mask.shape, np.uint8)
+            for c in spec.cracks[i]:
+                fill_polygon(crack, c @ to_pix + to_pix_t - [x0, y0], 1)
+            view[mask & (crack > 0)] = PORE_SIGNAL
+    return _blur(sig, sigma * s)
+
+
+def _thr(fraction: float) -> float:
+    """Threshold on a unit Gaussian field exceeded over `fraction` of the area."""
+    return float(-ndtri(min(max(fraction, 1e-9), 1 - 1e-9)))
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return img
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)

@@ -1,14 +1,101 @@
-"""`dleem evaluate`: placeholder until its issue lands."""
+"""`dleem evaluate WORKSPACE --model A [--model B ...]`: held-out metrics, pores, the report."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from dleem.errors import DleemError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="(not yet implemented)")
+    p = sub.add_parser(
+        "evaluate",
+        help="score models against HR on held-out tiles; write WORKSPACE/report/",
+        description=(
+            "Draw random tiles (seeded) from the test areas of WORKSPACE/pairs/manifest.json, "
+            "upscale the LR around them with each model and with bicubic, and compare with the "
+            "registered HR (and, on synthetic data, the noise-free truth): SSIM, PSNR, pore "
+            "segmentation, porosity, pore-size distributions and their distances to HR. Writes "
+            "WORKSPACE/report/index.html (static, offline) and metrics.json."
+        ),
+    )
+    p.add_argument("workspace", metavar="WORKSPACE", help="workspace with pairs/manifest.json")
+    p.add_argument("--model", action="append", required=True, metavar="MODEL_DIR",
+                   help="model folder (repeat to compare models, e.g. an MSE and an MAE model)")
+    p.add_argument("--tiles", type=int, default=200, help="random test tiles (default 200)")
+    p.add_argument("--tile-size", type=int, default=256, metavar="PX",
+                   help="tile side in fine-grid (SR/HR) px, a multiple of the scale (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tile draw (default 0)")
+    p.add_argument("--threshold", default="otsu", metavar="METHOD|VALUE",
+                   help="pore threshold: otsu (default), li, yen, isodata, triangle, mean, minimum "
+                        "(chosen on the HR tiles), or a grey level")
+    p.add_argument("--pores", choices=("dark", "bright"), default="dark",
+                   help="which phase is pore (default dark: epoxy-filled pores in BSE images)")
+    p.add_argument("--connectivity", type=int, choices=(4, 8), default=8,
+                   help="pixel connectivity of a pore (default 8)")
+    p.add_argument("--min-pore-px", type=int, default=4, metavar="PX",
+                   help="smallest pore counted, in fine-grid px (default 4)")
+    p.add_argument("--border", type=int, default=None, metavar="PX",
+                   help="px cut from each tile side before SSIM/PSNR (default: the scale)")
+    p.add_argument("--gallery", type=int, default=6, help="tiles shown in the gallery (default 6)")
+    p.add_argument("--thickness-tiles", type=int, default=50, metavar="N",
+                   help="tiles on which local thickness is computed (default 50)")
+    p.add_argument("--sr", default=None, metavar="SR.tif",
+                   help="the whole upscaled image, named in the report (default: "
+                        "WORKSPACE/upscale/SR.ome.tif if present)")
+    p.add_argument("--consistency", default=None, metavar="MAP.tif",
+                   help="consistency map from `dleem upscale --consistency` (default: "
+                        "WORKSPACE/upscale/consistency.tif if present)")
+    p.add_argument("--sr-model", default=None, help="name of the model that made --sr")
+    p.add_argument("--no-truth", action="store_true",
+                   help="do not score against a synthetic truth.json found beside the LR file")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
+                   help="report folder (default WORKSPACE/report)")
     p.set_defaults(handler=run)
 
 
+def parse_threshold(text: str) -> str | float:
+    """A method name or a grey level."""
+    from dleem.evaluation.pores import THRESHOLD_METHODS
+
+    if text in THRESHOLD_METHODS:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise DleemError(f"--threshold {text!r}: not a number nor one of "
+                         f"{', '.join(THRESHOLD_METHODS)}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("dleem evaluate is not implemented yet")
+    from dleem.evaluation.evaluate import EvalOptions
+    from dleem.evaluation.pipeline import evaluate_workspace
+    from dleem.workflow import StageProgress, find_upscaled
+
+    if args.tiles < 1:
+        raise DleemError(f"--tiles must be >= 1, got {args.tiles}")
+    options = EvalOptions(
+        tiles=args.tiles, tile_size=args.tile_size, seed=args.seed,
+        threshold=parse_threshold(args.threshold), pores_dark=args.pores == "dark",
+        connectivity=args.connectivity, min_pore_px=args.min_pore_px, border_px=args.border,
+        gallery=args.gallery, thickness_tiles=args.thickness_tiles,
+    )
+    sr, consistency, sr_model = find_upscaled(Path(args.workspace))
+    sr = Path(args.sr) if args.sr else sr
+    consistency = Path(args.consistency) if args.consistency else consistency
+    for path in (sr, consistency):
+        if path is not None and not path.exists():
+            raise DleemError(f"{path}: not found")
+    command = "dleem " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    with StageProgress() as progress:
+        index = evaluate_workspace(
+            args.workspace, args.model, options, sr_path=sr, consistency_path=consistency,
+            sr_model=args.sr_model or sr_model, use_truth=not args.no_truth, device=args.device,
+            command=command, progress=progress, out_dir=args.output,
+        )
+    sys.stdout.write(f"report: {index}\nmetrics: {index.parent / 'metrics.json'}\n")
+    return 0

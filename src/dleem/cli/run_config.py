@@ -1,14 +1,33 @@
-"""`dleem run_config`: placeholder until its issue lands."""
+"""`dleem run CONFIG.toml`: the whole workflow on your own files (see examples/run.toml)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="(not yet implemented)")
+    p = sub.add_parser(
+        "run",
+        help="register, train, upscale and evaluate your own files from a TOML config",
+        description=(
+            "Run register -> train (one model per loss) -> upscale -> evaluate on the files "
+            "named in CONFIG.toml (LR image, HR images, ratio, scale, training budget, "
+            "losses, output folder). Paths are relative to the config file; unknown keys are "
+            "errors. See examples/run.toml."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="the workflow config")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("dleem run is not implemented yet")
+    from dleem.workflow import load_config, run_workflow
+
+    cfg = load_config(args.config)
+    t0 = time.perf_counter()
+    index = run_workflow(cfg, truth=True, command=f"dleem run {args.config}")
+    sys.stdout.write(f"workflow finished in {(time.perf_counter() - t0) / 60:.1f} min\n"
+                     f"report: {index.resolve()}\n")
+    return 0

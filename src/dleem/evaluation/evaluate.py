@@ -136,7 +136,7 @@ def sha256_file(path: str | PathLike[str], chunk: int = 1 << 22) -> str | None:
 
 def model_upscaler(
     model_dir: str | PathLike[str], *, device: str = "cpu", tile: int = 256, batch: int = 4,
-    name: str | None = None,
+    name: str | None = None, pixel_size_um: float | None = None,
 ) -> Upscaler:
     """An `Upscaler` from a model folder (`dleem.models.load_model` + `dleem.upscale`)."""
     from dleem.models import load_model
@@ -148,7 +148,8 @@ def model_upscaler(
     model = load_model(model_dir, device="cpu" if device == "auto" else device)
 
     def predict(lr: np.ndarray) -> np.ndarray:
-        return np.asarray(upscale_array(lr, model, tile=tile, batch=batch, device=device))
+        return np.asarray(upscale_array(lr, model, tile=tile, batch=batch, device=device,
+                                        pixel_size_um=pixel_size_um))
 
     cfg = model.config
     info: dict[str, Any] = {

@@ -229,8 +229,10 @@ def map_figure(path: Path, img: np.ndarray, px_um: float, title: str, *, cmap: s
     labelled = set()
     for box, color, text in boxes:
         r0, c0, r1, c1 = box
+        thin = color == "white"
         ax.add_patch(plt.Rectangle((c0 * px_um, r0 * px_um), (c1 - c0) * px_um,
-                                   (r1 - r0) * px_um, fill=False, edgecolor=color, linewidth=1.4,
+                                   (r1 - r0) * px_um, fill=False, edgecolor=color,
+                                   linewidth=0.6 if thin else 1.6, alpha=0.6 if thin else 1.0,
                                    label=text if text not in labelled else None))
         labelled.add(text)
     for xy, color, text in outlines:

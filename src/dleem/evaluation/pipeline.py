@@ -133,7 +133,8 @@ def evaluate_workspace(
             if m.info.get("model_dir"):
                 model_dirs[m.name] = Path(m.info["model_dir"])
         else:
-            up = model_upscaler(m, device=device)
+            up = model_upscaler(m, device=device,
+                                pixel_size_um=ws.manifest.get("lr_pixel_size_um"))
             ups.append(up)
             model_dirs[up.name] = Path(m)
     if not ups:

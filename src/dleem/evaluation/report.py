@@ -330,10 +330,11 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
                        _fmt(r.get("gain")), _fmt(r.get("offset"))])
         reg_html.append(_table(["HR file", "status", "NCC peak", "peak distinctness",
                                 "residual", "LR blur σ (LR px)", "gain", "offset"], rr))
-    qc = "".join(_img(q, "registration QC", html.escape(Path(q).name), "half") for q in figs["qc"])
+    qc = "".join(_img(q, "registration QC", f"Registration QC (dleem register): "
+                      f"{html.escape(Path(q).name)}", "wide") for q in figs["qc"])
     sec.append(_section("registration", "Registration",
-                        "<div class='row'>" + "".join(reg_html) + "</div><div class='row'>" + qc
-                        + "</div>" if (reg_html or qc) else "<p class='note'>No registration "
+                        "<div class='row'>" + "".join(reg_html) + "</div>" + qc
+                        if (reg_html or qc) else "<p class='note'>No registration "
                         "figures in the workspace.</p>"))
 
     # -- training
@@ -472,9 +473,15 @@ def _provenance_html(doc: dict, inputs: ReportInputs) -> str:
                      f"<span class='sha'>generator sha256 {html.escape(str(info.get('generator_sha256')))}"
                      "</span>"])
     if inputs.timings_s:
-        rows.append(["timings", ", ".join(f"{html.escape(k)} {v:.0f} s"
-                                          for k, v in inputs.timings_s.items())])
+        rows.append(["timings (this machine)", timings_html(inputs.timings_s)])
     return _table(["", ""], rows, "kv")
+
+
+def timings_html(timings: dict[str, float]) -> str:
+    """The timings row (a marked span, so the workflow can update it after evaluation)."""
+    text = ", ".join(f"{html.escape(k)} {v:.0f} s" for k, v in timings.items())
+    total = sum(timings.values())
+    return f'<span id="timings">{text} (total {total / 60:.1f} min)</span><!--timings-->'
 
 
 # ---------------------------------------------------------------------------- write
@@ -513,6 +520,54 @@ def _inputs_list(inputs: ReportInputs) -> list[dict[str, Any]]:
     return items
 
 
+def _overview(path: Path, ev: Evaluation, inputs: ReportInputs, lr_px: float) -> None:
+    """The LR map around the HR regions: outlines, split boxes, evaluation tiles."""
+    from dleem.pairs import hr_outline_lr
+
+    man = inputs.manifest
+    s = inputs.lr_overview_step
+    boxes, outlines = [], []
+    lo = np.array([np.inf, np.inf])
+    hi = np.array([-np.inf, -np.inf])
+    for r in man.get("regions", []):
+        br0, bc0, br1, bc1 = r["lr_box"]
+        lo = np.minimum(lo, [br0, bc0])
+        hi = np.maximum(hi, [br1, bc1])
+        for split, color in (("train", "#4daf4a"), ("val", "#ffd92f"), ("test", "#e41a1c")):
+            for b in r.get("splits", {}).get(split, []):
+                boxes.append(([br0 + b[0], bc0 + b[1], br0 + b[2], bc0 + b[3]], color,
+                              f"{split} area"))
+        try:
+            shape = _hr_shapes({"regions": [r]})[r["id"]]
+            outlines.append((np.asarray(hr_outline_lr(r["hr_to_lr"], shape), float) + 0.5,
+                             "#00bfff", "HR region"))
+        except Exception:  # noqa: BLE001 - the outline is decoration
+            pass
+    reg_by_id = {r["id"]: r for r in man.get("regions", [])}
+    for t in ev.tiles:
+        reg = reg_by_id[t.region]
+        a, b, c, d = t.lr_box
+        r0, c0 = reg["lr_box"][0], reg["lr_box"][1]
+        boxes.append(([r0 + a, c0 + b, r0 + c, c0 + d], "white", "evaluation tile"))
+    # Crop to the regions with a margin (the registration QC shows the whole map).
+    h, w = (np.array(inputs.lr_overview.shape[:2]) * s).tolist()
+    margin = 0.15 * float(max(hi - lo)) if np.all(np.isfinite(lo)) else 0.0
+    y0 = int(max(0, lo[0] - margin) // s) if margin else 0
+    x0 = int(max(0, lo[1] - margin) // s) if margin else 0
+    y1 = int(min(h, hi[0] + margin) // s) + 1 if margin else inputs.lr_overview.shape[0]
+    x1 = int(min(w, hi[1] + margin) // s) + 1 if margin else inputs.lr_overview.shape[1]
+    view = inputs.lr_overview[y0:y1, x0:x1]
+    oy, ox = y0 * s, x0 * s
+    boxes = [([(b[0] - oy) / s, (b[1] - ox) / s, (b[2] - oy) / s, (b[3] - ox) / s], c, t)
+             for b, c, t in boxes]
+    outlines = [(np.column_stack([(xy[:, 0] - ox) / s, (xy[:, 1] - oy) / s]), c, t)
+                for xy, c, t in outlines]
+    figures.map_figure(path, view, lr_px * s,
+                       f"LR map around the HR regions (rows {oy}–{oy + view.shape[0] * s}, "
+                       f"columns {ox}–{ox + view.shape[1] * s}): splits and evaluation tiles",
+                       boxes=boxes, outlines=outlines)
+
+
 def write_report(ev: Evaluation, inputs: ReportInputs, out_dir: str | PathLike[str] | None = None,
                  ) -> Path:
     """Write ``index.html``, ``metrics.json``, ``report.css`` and the figures.
@@ -534,7 +589,7 @@ def write_report(ev: Evaluation, inputs: ReportInputs, out_dir: str | PathLike[s
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        doc = _write_contents(ev, inputs, tmp)
+        _write_contents(ev, inputs, tmp)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old.{os.getpid()}")
@@ -546,7 +601,7 @@ def write_report(ev: Evaluation, inputs: ReportInputs, out_dir: str | PathLike[s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("report: %s (%d tiles, %d models)", out / "index.html", len(ev.tiles),
-             len(doc["methods"]) - 2)
+             len(ev.models))
     return out / "index.html"
 
 
@@ -586,33 +641,8 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
 
     man = inputs.manifest
     if inputs.lr_overview is not None:
-        s = inputs.lr_overview_step
-        boxes, outlines = [], []
-        for r in man.get("regions", []):
-            br0, bc0 = r["lr_box"][0], r["lr_box"][1]
-            for split, color in (("train", "#4daf4a"), ("val", "#ffd92f"), ("test", "#e41a1c")):
-                for b in r.get("splits", {}).get(split, []):
-                    boxes.append(([(br0 + b[0]) / s, (bc0 + b[1]) / s, (br0 + b[2]) / s,
-                                   (bc0 + b[3]) / s], color, f"{split} area"))
-            try:
-                from dleem.pairs import hr_outline_lr
-
-                shape = _hr_shapes({"regions": [r]})[r["id"]]
-                xy = (np.asarray(hr_outline_lr(r["hr_to_lr"], shape), dtype=float) + 0.5) / s
-                outlines.append((xy, "#00bfff", "HR region"))
-            except Exception:  # noqa: BLE001 - the outline is decoration
-                pass
-        reg_by_id = {r["id"]: r for r in man.get("regions", [])}
-        for t in ev.tiles:
-            reg = reg_by_id[t.region]
-            a, b, c, d = t.lr_box
-            r0, c0 = reg["lr_box"][0], reg["lr_box"][1]
-            boxes.append(([(r0 + a) / s, (c0 + b) / s, (r0 + c) / s, (c0 + d) / s], "white",
-                          "evaluation tile"))
         figs["overview"] = "figures/overview.png"
-        figures.map_figure(out / figs["overview"], inputs.lr_overview, lr_px * s,
-                           "LR map: regions, splits and evaluation tiles", boxes=boxes,
-                           outlines=outlines)
+        _overview(out / figs["overview"], ev, inputs, lr_px)
     if inputs.consistency is not None:
         figs["consistency"] = "figures/consistency.png"
         figures.map_figure(out / figs["consistency"], inputs.consistency,

@@ -1,0 +1,385 @@
+"""The whole workflow in one call: register -> train (one model per loss) -> upscale -> evaluate.
+
+`run_workflow` runs it on the user's files (`dleem run CONFIG.toml`); `demo` first
+synthesises the built-in sandstone (`dleem demo`). The workspace folder holds everything::
+
+    OUT/registration.json, qc/, pairs/      dleem register
+    OUT/models/model-mae, models/model-mse  dleem train (one folder per pixel loss)
+    OUT/upscale/SR.ome.tif, consistency.tif dleem upscale (the whole LR area, one model)
+    OUT/report/index.html, metrics.json     dleem evaluate (all models)
+    OUT/data/                               the demo's synthetic input (LR, HR, truth.json)
+
+Each step logs a ``[i/n]`` header; the steps draw their own progress bars.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from dleem.errors import DleemError
+
+log = logging.getLogger(__name__)
+
+UPSCALE_DIR = "upscale"
+SR_NAME = "SR.ome.tif"
+CONSISTENCY_NAME = "consistency.tif"
+UPSCALE_INFO = "upscale.json"
+LOSSES = ("mae", "mse")
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+class StageProgress:
+    """A rich progress display fed by ``progress(stage, done, total)`` callbacks."""
+
+    def __init__(self) -> None:
+        from dleem.progress import make_progress
+
+        self.bar = make_progress()
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> StageProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage.startswith("upscaling"):
+            log.debug("%s", stage)
+            stage = "upscaling test areas"
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=max(total, 1))
+        self.bar.update(self.tasks[stage], completed=done, total=max(total, 1))
+
+
+def find_upscaled(workspace: Path) -> tuple[Path | None, Path | None, str | None]:
+    """The workflow's whole-area SR, its consistency map and the model name, where present."""
+    up = workspace / UPSCALE_DIR
+    sr = up / SR_NAME
+    cons = up / CONSISTENCY_NAME
+    model = None
+    info = up / UPSCALE_INFO
+    if info.is_file():
+        try:
+            model = json.loads(info.read_text()).get("model")
+        except ValueError:
+            model = None
+    return (sr if sr.exists() else None, cons if cons.is_file() else None, model)
+
+
+# ---------------------------------------------------------------------------- config
+
+
+@dataclass
+class WorkflowConfig:
+    """Everything `run_workflow` needs (the keys of CONFIG.toml, see examples/run.toml).
+
+    Attributes
+    ----------
+    lr, hr : the LR image of the whole area and the HR images of regions inside it.
+    output : the workspace folder (report at ``output/report/index.html``).
+    ratio, scale : LR/HR pixel-size ratio (default from metadata) and integer SR scale k
+        (default round(ratio), at most 8).
+    pixel_size_lr_um, pixel_size_hr_um : override the files' pixel sizes.
+    losses : one model is trained per pixel loss ("mae", "mse").
+    minutes, steps : training budget per model (one of them).
+    preset : generator size ("default", "cpu", "tiny"); adv_weight : 0 = no GAN phase.
+    upscale : the loss of the model that upscales the whole LR image, or "none".
+    tiles, tile_size, seed, threshold, pores : evaluation settings (`dleem evaluate`).
+    """
+
+    lr: Path
+    hr: list[Path]
+    output: Path
+    ratio: float | None = None
+    scale: int | None = None
+    pixel_size_lr_um: float | None = None
+    pixel_size_hr_um: float | None = None
+    rotation_search: bool = False
+    keep_going: bool = False
+    losses: list[str] = field(default_factory=lambda: ["mae", "mse"])
+    minutes: float | None = None
+    steps: int | None = None
+    preset: str = "default"
+    adv_weight: float = 5e-3
+    batch: int | None = None
+    patch: int | None = None
+    device: str = "auto"
+    upscale: str = "mae"
+    upscale_tile: int = 256
+    tiles: int = 200
+    tile_size: int = 256
+    eval_seed: int = 0
+    threshold: str | float = "otsu"
+    pores: str = "dark"
+    thickness_tiles: int = 50
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.hr:
+            raise DleemError("config: 'hr' needs at least one HR image")
+        for loss in self.losses:
+            if loss not in LOSSES:
+                raise DleemError(f"config: unknown loss {loss!r} (mae or mse)")
+        if len(set(self.losses)) != len(self.losses) or not self.losses:
+            raise DleemError(f"config: 'losses' must list distinct losses, got {self.losses}")
+        if self.upscale != "none" and self.upscale not in self.losses:
+            raise DleemError(f"config: upscale = {self.upscale!r} is not one of the trained "
+                             f"losses {self.losses} (or 'none')")
+        if self.minutes is not None and self.steps is not None:
+            raise DleemError("config: give training 'minutes' or 'steps', not both")
+        if self.pores not in ("dark", "bright"):
+            raise DleemError(f"config: pores must be 'dark' or 'bright', got {self.pores!r}")
+
+
+#: TOML layout: table -> {key: (WorkflowConfig field, type(s))}. Top-level keys under "".
+TOML_KEYS: dict[str, dict[str, tuple[str, tuple[type, ...]]]] = {
+    "": {"lr": ("lr", (str,)), "hr": ("hr", (list,)), "output": ("output", (str,)),
+         "ratio": ("ratio", (int, float)), "scale": ("scale", (int,)),
+         "pixel_size_lr_um": ("pixel_size_lr_um", (int, float)),
+         "pixel_size_hr_um": ("pixel_size_hr_um", (int, float)),
+         "rotation_search": ("rotation_search", (bool,)), "keep_going": ("keep_going", (bool,)),
+         "seed": ("seed", (int,))},
+    "train": {"losses": ("losses", (list,)), "minutes": ("minutes", (int, float)),
+              "steps": ("steps", (int,)), "preset": ("preset", (str,)),
+              "adv_weight": ("adv_weight", (int, float)), "batch": ("batch", (int,)),
+              "patch": ("patch", (int,)), "device": ("device", (str,))},
+    "upscale": {"model": ("upscale", (str,)), "tile": ("upscale_tile", (int,))},
+    "evaluate": {"tiles": ("tiles", (int,)), "tile_size": ("tile_size", (int,)),
+                 "seed": ("eval_seed", (int,)), "threshold": ("threshold", (str, int, float)),
+                 "pores": ("pores", (str,)), "thickness_tiles": ("thickness_tiles", (int,))},
+}
+
+
+def load_config(path: str | PathLike[str]) -> WorkflowConfig:
+    """Read CONFIG.toml; relative paths are relative to the file. Unknown keys are errors."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    if not path.is_file():
+        raise DleemError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise DleemError(f"{path}: not valid TOML ({err})") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in TOML_KEYS or key == "":
+                raise DleemError(f"{path}: unknown table [{key}] (known: train, upscale, evaluate)")
+            table, prefix = TOML_KEYS[key], f"{key}."
+            items = value.items()
+        else:
+            table, prefix, items = TOML_KEYS[""], "", [(key, value)]
+        for k, v in items:
+            if isinstance(v, dict) or k not in table:
+                known = ", ".join(prefix + n for n in table)
+                raise DleemError(f"{path}: unknown key '{prefix}{k}' (known: {known})")
+            name, types = table[k]
+            if isinstance(v, bool) and bool not in types:
+                raise DleemError(f"{path}: '{prefix}{k}' must be {types[0].__name__}, got {v!r}")
+            if not isinstance(v, types):
+                raise DleemError(f"{path}: '{prefix}{k}' must be "
+                                 f"{' or '.join(t.__name__ for t in types)}, got {v!r}")
+            values[name] = v
+    for required in ("lr", "hr", "output"):
+        if required not in values:
+            raise DleemError(f"{path}: missing key '{required}'")
+    base = path.resolve().parent
+    values["lr"] = base / values["lr"]
+    if not all(isinstance(h, str) for h in values["hr"]):
+        raise DleemError(f"{path}: 'hr' must be a list of file names")
+    values["hr"] = [base / h for h in values["hr"]]
+    values["output"] = base / values["output"]
+    if "losses" in values and not all(isinstance(x, str) for x in values["losses"]):
+        raise DleemError(f"{path}: 'train.losses' must be a list of strings")
+    if "threshold" in values and not isinstance(values["threshold"], str):
+        values["threshold"] = float(values["threshold"])
+    cfg = WorkflowConfig(**values)
+    try:
+        cfg.validate()
+    except DleemError as err:
+        raise DleemError(f"{path}: {err}") from None
+    for f in [cfg.lr, *cfg.hr]:
+        if not f.exists():
+            raise DleemError(f"{path}: input {f} not found")
+    return cfg
+
+
+# ---------------------------------------------------------------------------- workflow
+
+
+def model_name(loss: str) -> str:
+    return f"model-{loss}"
+
+
+def _step(i: int, n: int, text: str) -> None:
+    log.info("[%d/%d] %s", i, n, text)
+
+
+def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1,
+                 total_steps: int | None = None, timings: dict[str, float] | None = None,
+                 command: str | None = None) -> Path:
+    """Register, train one model per loss, upscale the whole LR image, evaluate; returns
+    the report's index.html.
+    """
+    from dleem.evaluation.evaluate import EvalOptions
+    from dleem.evaluation.pipeline import evaluate_workspace
+    from dleem.registration_workflow import register_files
+    from dleem.training import TrainOptions, train
+    from dleem.upscale import upscale_file
+
+    cfg.validate()
+    n = total_steps or (2 + len(cfg.losses) + (cfg.upscale != "none"))
+    i = first_step
+    timings = timings if timings is not None else {}
+    ws = Path(cfg.output)
+    ws.mkdir(parents=True, exist_ok=True)
+
+    _step(i, n, f"register {len(cfg.hr)} HR region(s) into {cfg.lr.name}")
+    t0 = time.perf_counter()
+    reg = register_files(cfg.lr, cfg.hr, ws, ratio=cfg.ratio, scale=cfg.scale,
+                         rotation_search=cfg.rotation_search, keep_going=cfg.keep_going,
+                         pixel_size_lr_um=cfg.pixel_size_lr_um,
+                         pixel_size_hr_um=cfg.pixel_size_hr_um, seed=cfg.seed)
+    timings["register"] = time.perf_counter() - t0
+    ok = [r for r in reg["regions"] if r.get("status") == "ok"]
+    log.info("registered %d/%d regions in %.0f s", len(ok), len(reg["regions"]),
+             timings["register"])
+    i += 1
+
+    model_dirs: dict[str, Path] = {}
+    for loss in cfg.losses:
+        name = model_name(loss)
+        budget = (f"{cfg.steps} steps" if cfg.steps is not None
+                  else f"{cfg.minutes if cfg.minutes is not None else 10:g} min")
+        _step(i, n, f"train {name} ({loss.upper()} + adversarial, preset {cfg.preset}, {budget})")
+        t0 = time.perf_counter()
+        opts = TrainOptions(steps=cfg.steps, minutes=cfg.minutes, preset=cfg.preset,
+                            loss=loss, adv_weight=cfg.adv_weight, batch=cfg.batch,
+                            patch=cfg.patch, device=cfg.device, seed=cfg.seed, force=True)
+        result = train(ws, ws / "models" / name, opts)
+        model_dirs[name] = Path(result.model_dir)
+        timings[f"train {name}"] = time.perf_counter() - t0
+        i += 1
+
+    sr_path = cons_path = None
+    sr_model = None
+    if cfg.upscale != "none":
+        sr_model = model_name(cfg.upscale)
+        _step(i, n, f"upscale the whole LR image with {sr_model}")
+        t0 = time.perf_counter()
+        up = ws / UPSCALE_DIR
+        up.mkdir(exist_ok=True)
+        sr_path = upscale_file(cfg.lr, model_dirs[sr_model], up / SR_NAME,
+                               tile=cfg.upscale_tile, device=cfg.device,
+                               consistency_path=up / CONSISTENCY_NAME,
+                               pixel_size_um=cfg.pixel_size_lr_um)
+        cons_path = up / CONSISTENCY_NAME
+        (up / UPSCALE_INFO).write_text(json.dumps({"model": sr_model,
+                                                   "model_dir": str(model_dirs[sr_model])}))
+        timings["upscale"] = time.perf_counter() - t0
+        i += 1
+
+    _step(i, n, f"evaluate {', '.join(model_dirs)} on held-out tiles")
+    t0 = time.perf_counter()
+    options = EvalOptions(tiles=cfg.tiles, tile_size=cfg.tile_size, seed=cfg.eval_seed,
+                          threshold=cfg.threshold, pores_dark=cfg.pores == "dark",
+                          thickness_tiles=cfg.thickness_tiles)
+    device = "cpu" if cfg.device == "auto" else cfg.device
+    with StageProgress() as progress:
+        index = evaluate_workspace(ws, list(model_dirs.values()), options, sr_path=sr_path,
+                                   sr_model=sr_model, consistency_path=cons_path,
+                                   use_truth=truth, device=device, command=command,
+                                   timings_s=timings, progress=progress)
+    timings["evaluate"] = time.perf_counter() - t0
+    _patch_timings(index, timings)
+    return index
+
+
+def _patch_timings(index: Path, timings: dict[str, float]) -> None:
+    """Put the final timings (evaluation included) into metrics.json and the page."""
+    metrics = index.parent / "metrics.json"
+    doc = json.loads(metrics.read_text())
+    doc["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    metrics.write_text(json.dumps(doc, indent=1, allow_nan=False))
+    from dleem.evaluation.report import timings_html
+
+    page = index.read_text(encoding="utf-8")
+    start, end = page.find('<span id="timings">'), page.find("</span><!--timings-->")
+    if start >= 0 and end > start:
+        page = page[:start] + timings_html(timings) + page[end + len("</span><!--timings-->"):]
+        index.write_text(page, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@dataclass(frozen=True)
+class DemoPreset:
+    """Sizes of the demo, chosen for a 2-core CPU (see benchmarks/results/evaluation.md)."""
+
+    lr_size: int
+    hr_size: int
+    regions: int
+    minutes: float | None
+    steps: int | None
+    preset: str
+    tiles: int
+    tile_size: int
+    thickness_tiles: int
+
+
+DEMO = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=4.0, steps=None, preset="cpu",
+                  tiles=200, tile_size=256, thickness_tiles=50)
+QUICK = DemoPreset(lr_size=512, hr_size=512, regions=2, minutes=None, steps=60, preset="tiny",
+                   tiles=40, tile_size=128, thickness_tiles=10)
+
+
+def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, seed: int = 0,
+         device: str = "auto", preset: DemoPreset | None = None,
+         generate: Callable[..., Any] | None = None) -> Path:
+    """Synthesise the sandstone, then `run_workflow` on it; returns the report's index.html.
+
+    The MAE model (pixel MAE, then the adversarial phase: the GAN) upscales the whole LR
+    image; both the MAE and the MSE model are evaluated.
+    """
+    p = preset or (QUICK if quick else DEMO)
+    out = Path(out_dir)
+    data = out / "data"
+    n = 6  # synthesise, register, train MAE, train MSE, upscale, evaluate
+    timings: dict[str, float] = {}
+    _step(1, n, f"synthesise a sandstone: LR {p.lr_size} px, {p.regions} HR regions of "
+                f"{p.hr_size} px (seed {seed})")
+    t0 = time.perf_counter()
+    if generate is None:
+        from dleem.synth import generate as synth_generate
+
+        generate = synth_generate
+    generate(data, seed=seed, lr_size=p.lr_size, hr_size=p.hr_size, regions=p.regions)
+    timings["synthesise"] = time.perf_counter() - t0
+    hr = sorted(data.glob("HR_*.tif"), key=lambda f: int(f.stem.split("_")[1]))
+    cfg = WorkflowConfig(lr=data / "LR.tif", hr=hr, output=out, losses=["mae", "mse"],
+                         minutes=p.minutes, steps=p.steps, preset=p.preset, device=device,
+                         upscale="mae", tiles=p.tiles, tile_size=p.tile_size,
+                         thickness_tiles=p.thickness_tiles, seed=seed)
+    return run_workflow(cfg, first_step=2, total_steps=n, timings=timings,
+                        command=f"dleem demo{' --quick' if quick else ''} -o {out}")
+
+
+def config_fields() -> list[str]:
+    """Names of the WorkflowConfig fields (documentation helper)."""
+    return [f.name for f in fields(WorkflowConfig)]

@@ -348,7 +348,9 @@ def upscale_file(
         elapsed = time.perf_counter() - t0
         log.info("upscaled %d tiles in %.1f s (%s, %s)", info.get("tiles", 0), elapsed,
                  info.get("device"), info.get("precision"))
+        t1 = time.perf_counter()
         levels = store.build_pyramid()
+        log.info("pyramid: %d levels in %.1f s", len(levels), time.perf_counter() - t1)
         origin_lr = -(k - 1) / (2 * k)
         extra = {"sr_origin_lr_px": origin_lr, "lr_pixel_size_um": px, "pixel_size_source": px_source,
                  "sr_pixel_size_um": sr_px, "precision": info.get("precision"),
@@ -365,6 +367,7 @@ def upscale_file(
                                         lr_pixel_size_um=px)
             log.info("consistency map %s: RMS %.3g grey levels, 99%% |d| %.3g",
                      summary["map"], summary["rms"], summary["p99_abs"])
+        t1 = time.perf_counter()
         if kind == "zarr":
             (work / stream.PROGRESS_FILE).unlink(missing_ok=True)
             stream.replace_path(work, out)
@@ -376,6 +379,7 @@ def upscale_file(
                                   origin_um=origin_lr * px if px else None)
             os.replace(tmp_tiff, out)
             tmp_tiff = None
+            log.info("OME-TIFF written in %.1f s", time.perf_counter() - t1)
             shutil.rmtree(work, ignore_errors=True)
     except OSError as error:
         _cleanup(tmp_tiff, store_or_none(locals()))

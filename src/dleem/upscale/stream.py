@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dleem.errors import DleemError, InputError
+from dleem.errors import DleemError
 
 log = logging.getLogger(__name__)
 
@@ -44,111 +44,21 @@ CLASSIC_TIFF_LIMIT = 2**32 - 2**26  # bytes of pixel data kept below 4 GiB with 
 
 
 # -- input ---------------------------------------------------------------------------
-def _tiff_pixel_size(tif: Any) -> tuple[float | None, str]:
-    """Pixel size in µm from OME, FEI/Helios, Zeiss SEM or resolution tags (light parse)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        if tif.ome_metadata:
-            root = ET.fromstring(tif.ome_metadata)
-            for el in root.iter():
-                if el.tag.endswith("Pixels") and el.get("PhysicalSizeX"):
-                    unit = el.get("PhysicalSizeXUnit", "µm")
-                    factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}.get(unit)
-                    if factor:
-                        return float(el.get("PhysicalSizeX")) * factor, "ome"
-        fei = getattr(tif, "fei_metadata", None)
-        if fei and "Scan" in fei and "PixelWidth" in fei["Scan"]:
-            return float(fei["Scan"]["PixelWidth"]) * 1e6, "fei_metadata"
-        sem = getattr(tif, "sem_metadata", None)
-        if sem and "ap_pixel_size" in sem:
-            value, unit = sem["ap_pixel_size"][1], sem["ap_pixel_size"][2]
-            factor = {"nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3}.get(unit)
-            if factor:
-                return float(value) * factor, "sem_metadata"
-        page = tif.pages.first
-        tags = page.tags
-        if "XResolution" in tags and "ResolutionUnit" in tags:
-            num, den = tags["XResolution"].value
-            unit = int(tags["ResolutionUnit"].value)
-            if num and den and unit in (2, 3):
-                per_um = num / den / (25400.0 if unit == 2 else 10000.0)
-                if per_um > 0 and not (unit == 2 and num / den in (72.0, 96.0, 300.0)):
-                    return 1.0 / per_um, "resolution_tags"
-    except Exception:  # noqa: BLE001 - metadata is optional; a bad tag means unknown
-        log.debug("pixel size metadata not readable", exc_info=True)
-    return None, "none"
-
-
 def open_lazy(path: Path) -> tuple[Any, float | None, str]:
     """Open a 2-D image without loading it: (array-like, pixel size µm or None, source).
 
-    TIFF: a memory map when the pixels are stored contiguously, else a zarr view of the
-    tiles/strips (tifffile ``aszarr``). zarr / OME-Zarr: level 0. Anything else (PNG...)
-    is small enough to read with `dleem.io.read_image`.
+    `dleem.io.read_image` with ``lazy=True``: a TIFF becomes a memory map (uncompressed,
+    contiguous pixels) or a zarr view decoding one tile/strip per access; zarr and
+    OME-Zarr (level 0) stay zarr. A databar is reported, not cropped: the whole frame
+    is upscaled, as the user gave it.
     """
-    import tifffile
-
-    if not path.exists():
-        raise InputError(path, "file not found")
-    name = path.name.lower()
-    if path.is_dir() or name.endswith(".zarr"):
-        return _open_zarr(path)
-    if name.endswith((".tif", ".tiff")):
-        try:
-            with tifffile.TiffFile(path) as tif:
-                size, source = _tiff_pixel_size(tif)
-                series = tif.series[0]
-                shape = series.shape
-            if len(shape) == 3 and shape[-1] in (3, 4):
-                raise InputError(path, f"expected a grey image, got colour shape {shape}")
-            if len(shape) != 2 or 0 in shape:
-                raise InputError(path, f"expected a 2-D grey image, got shape {shape}")
-            try:
-                data: Any = tifffile.memmap(path, mode="r")
-            except ValueError:
-                import zarr
-
-                data = zarr.open(tifffile.imread(path, aszarr=True, level=0), mode="r")
-                if hasattr(data, "keys"):  # a multiscale group: level 0
-                    data = data["0"]
-        except InputError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any decoder failure is a bad file
-            raise InputError(path, f"cannot be read as a TIFF image ({error})") from None
-        return data, size, source
     from dleem.io import read_image
 
-    image = read_image(path)
+    image = read_image(path, lazy=True, databar="detect")
+    if image.databar_rows:
+        log.info("%s: the bottom %d rows look like a databar; they are upscaled too "
+                 "(crop the image first to leave them out)", path, image.databar_rows)
     return image.data, image.pixel_size_um, image.pixel_size_source
-
-
-def _open_zarr(path: Path) -> tuple[Any, float | None, str]:
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as error:  # noqa: BLE001
-        raise InputError(path, f"cannot be opened as zarr ({error})") from None
-    size = None
-    source = "none"
-    if hasattr(node, "keys"):
-        attrs = dict(node.attrs)
-        ms = (attrs.get("ome") or attrs).get("multiscales")
-        if not ms:
-            raise InputError(path, "a zarr group without OME-NGFF multiscales metadata")
-        ds = ms[0]["datasets"][0]
-        axes = ms[0].get("axes", [])
-        for t in ds.get("coordinateTransformations", []):
-            if t.get("type") == "scale":
-                unit = axes[-1].get("unit") if axes and isinstance(axes[-1], dict) else None
-                factor = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3}.get(unit or "")
-                if factor:
-                    size, source = float(t["scale"][-1]) * factor, "ome"
-        node = node[ds["path"]]
-    if node.ndim != 2:
-        raise InputError(path, f"expected a 2-D grey image, got shape {node.shape}")
-    return node, size, source
 
 
 # -- the work store ------------------------------------------------------------------
@@ -156,6 +66,12 @@ def work_store_path(output: Path) -> Path:
     """Hidden sibling where tiles accumulate (and that ``--resume`` reopens)."""
     suffix = "" if output.name.lower().endswith(".zarr") else ".zarr"
     return output.with_name(f".{output.name}.partial{suffix}")
+
+
+def store_chunk(sr_tile: int) -> int:
+    """Zarr chunk side for SR tiles of ``sr_tile`` fine pixels: the TIFF tile when it divides
+    them (so the TIFF export reads bands of exactly one chunk row), else the SR tile."""
+    return TIFF_TILE if sr_tile > TIFF_TILE and sr_tile % TIFF_TILE == 0 else sr_tile
 
 
 class WorkStore:
@@ -177,6 +93,7 @@ class WorkStore:
             shutil.rmtree(path)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         group.attrs["dleem_run"] = identity
+        chunk = store_chunk(chunk)
         group.create_array("0", shape=shape, dtype=dtype, chunks=(chunk, chunk),
                            dimension_names=("y", "x"), fill_value=0)
         (path / PROGRESS_FILE).touch()
@@ -251,9 +168,12 @@ class WorkStore:
                 del self.group[name]
             dst = self.group.create_array(name, shape=shape, dtype=src.dtype, chunks=(chunk, chunk),
                                           dimension_names=("y", "x"), fill_value=0)
-            for r0 in range(0, shape[0], chunk):
+            for r0 in range(0, shape[0], chunk):  # chunk by chunk: memory independent of width
                 r1 = min(r0 + chunk, shape[0])
-                dst[r0:r1] = downsample2(np.asarray(src[2 * r0:min(2 * r1, src.shape[0])]), src.dtype)
+                for c0 in range(0, shape[1], chunk):
+                    c1 = min(c0 + chunk, shape[1])
+                    block = np.asarray(src[2 * r0:min(2 * r1, src.shape[0]), 2 * c0:min(2 * c1, src.shape[1])])
+                    dst[r0:r1, c0:c1] = downsample2(block, src.dtype)
             levels.append(dst)
             i += 1
         return levels
@@ -297,9 +217,15 @@ def downsample2(band: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 # -- OME-TIFF ------------------------------------------------------------------------
-def _tiles(level: Any, tile: int, band_rows: int | None = None) -> Iterator[np.ndarray]:
-    """Row-major TIFF tiles of a (lazy) 2-D array, reading one band of rows at a time."""
+def _tiles(level: Any, tile: int) -> Iterator[np.ndarray]:
+    """Row-major TIFF tiles of a (lazy) 2-D array: one chunk per tile when the chunks are
+    the TIFF tiles (memory independent of the width), else one band of rows at a time."""
     h, w = level.shape
+    if tuple(getattr(level, "chunks", ())) == (tile, tile):
+        for r0 in range(0, h, tile):
+            for c0 in range(0, w, tile):
+                yield np.asarray(level[r0:r0 + tile, c0:c0 + tile])
+        return
     for r0 in range(0, h, tile):
         band = np.asarray(level[r0:min(r0 + tile, h)])
         for c0 in range(0, w, tile):

@@ -67,9 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("specimen")
     s.add_argument("--grain-size", type=float, default=60.0, metavar="UM",
                    help="median grain diameter, µm (default 60)")
-    s.add_argument("--supersample", type=int, default=0,
-                   help="samples per pixel per axis for area integration (default 0: 2-4 "
-                        "chosen from the blur)")
+    s.add_argument("--supersample", type=int, default=None,
+                   help="samples per pixel per axis for area integration (default: 2 for LR, "
+                        "3 for HR)")
     p.set_defaults(handler=run)
 
 
@@ -85,7 +85,9 @@ def params_from_args(args: argparse.Namespace):  # -> SynthParams
         line_noise=args.line_noise, charging=args.charging, rotation_deg=args.rotation,
         scale_error=args.scale_error, shear=args.shear, drift_px=tuple(args.drift),
         jitter=args.jitter, databar_rows=args.databar,
-        specimen=SpecimenParams(grain_size_um=args.grain_size, supersample=args.supersample),
+        specimen=SpecimenParams(grain_size_um=args.grain_size),
+        **({} if args.supersample is None else
+           {"lr_supersample": args.supersample, "hr_supersample": args.supersample}),
     )
 
 

@@ -102,7 +102,7 @@ def generate(
     log.debug("synth: specimen of %d grains in %.1f s", spec.n_grains, time.perf_counter() - t0)
     t0 = time.perf_counter()
     lr_sig = render(spec, lr_pixel_to_phys(params), params.lr_shape_,
-                    blur_sigma_px=params.lr_blur_sigma_px)
+                    blur_sigma_px=params.lr_blur_sigma_px, supersample=params.lr_supersample)
     log.debug("synth: LR rendered in %.1f s", time.perf_counter() - t0)
     lr = acquire(lr_sig, dose=params.lr_dose, gain=params.lr_gain, offset=params.lr_offset,
                  bits=params.bits, noise=params.noise, read_noise=params.read_noise,
@@ -113,7 +113,8 @@ def generate(
     t0 = time.perf_counter()
     hrs = []
     for i, reg in enumerate(regions):
-        sig = render(spec, reg.hr_to_phys, reg.shape, blur_sigma_px=reg.blur_sigma_px)
+        sig = render(spec, reg.hr_to_phys, reg.shape, blur_sigma_px=reg.blur_sigma_px,
+                     supersample=params.hr_supersample)
         hrs.append(acquire(sig, dose=reg.dose, gain=reg.gain, offset=reg.offset,
                            bits=params.bits, noise=params.noise, read_noise=params.read_noise,
                            line_noise=params.line_noise, charging=params.charging,
@@ -303,6 +304,7 @@ def render_truth(
     *,
     blur: Literal["none", "hr", "lr"] | float = "none",
     region: int = 0,
+    supersample: int = 4,
 ) -> np.ndarray:
     """The noise-free specimen on a grid `scale` times finer than the LR grid.
 
@@ -322,6 +324,8 @@ def render_truth(
         a Gaussian sigma in µm.
     region : int
         Which region's beam for ``blur="hr"``.
+    supersample : int
+        Point samples per fine pixel per axis (area integration).
 
     Returns
     -------
@@ -348,7 +352,8 @@ def render_truth(
     else:
         raise DleemError(f"blur must be 'none', 'hr', 'lr' or a sigma in um, got {blur!r}")
     grid = np.array([[1 / k, 0, c0 + 0.5 / k - 0.5], [0, 1 / k, r0 + 0.5 / k - 0.5]])
-    sig = render_specimen(data, grid, (k * (r1 - r0), k * (c1 - c0)), blur_um=blur_um)
+    sig = render_specimen(data, grid, (k * (r1 - r0), k * (c1 - c0)), blur_um=blur_um,
+                          supersample=supersample)
     vmax = 2 ** params.bits - 1
     return ((params.lr_offset + params.lr_gain * sig) * vmax).astype(np.float32)
 
@@ -363,11 +368,12 @@ def render_image(truth: str | PathLike[str] | dict, which: str | int = "LR") -> 
     vmax = 2 ** params.bits - 1
     if which == "LR":
         sig = render(spec, lr_pixel_to_phys(params), params.lr_shape_,
-                     blur_sigma_px=params.lr_blur_sigma_px)
+                     blur_sigma_px=params.lr_blur_sigma_px, supersample=params.lr_supersample)
         return ((params.lr_offset + params.lr_gain * sig) * vmax).astype(np.float32)
     reg = data["regions"][int(which)]
     m = hr_pixel_to_phys(tuple(reg["image_shape"]), reg["pixel_size_um"], tuple(reg["centre_um"]),
                          reg["rotation_deg"], reg["scale_error"], reg["shear"],
                          tuple(reg["drift_px"]))
-    sig = render(spec, m, tuple(reg["image_shape"]), blur_sigma_px=reg["blur_sigma_px"])
+    sig = render(spec, m, tuple(reg["image_shape"]), blur_sigma_px=reg["blur_sigma_px"],
+                 supersample=params.hr_supersample)
     return ((reg["offset"] + reg["gain"] * sig) * vmax).astype(np.float32)

@@ -80,6 +80,12 @@ class SynthParams:
         drift (x 1 px), offset (x 0.02). 0 gives identical regions.
     databar_rows : int
         Rows of an SEM-style databar appended under every image (0: none).
+    lr_supersample, hr_supersample : int
+        Point samples per pixel per axis used to area-integrate the specimen (numerical
+        quadrature, not physics; 0: chosen from the blur). Point sampling places each
+        edge to 1/s pixel; the errors are random along irregular edges and average out
+        over a region (measured: < 0.001 LR px of apparent shift for a 128 LR px region
+        at s = 2, see tests/test_synth.py).
     specimen : SpecimenParams
     """
 
@@ -110,6 +116,8 @@ class SynthParams:
     drift_px: tuple[float, float] = (0.6, 1.2)
     jitter: float = 0.3
     databar_rows: int = 0
+    lr_supersample: int = 2
+    hr_supersample: int = 3
     specimen: SpecimenParams = field(default_factory=SpecimenParams)
 
     @property

@@ -464,7 +464,8 @@ def render(
         Gaussian beam-spot sigma in output pixels (on top of the specimen's own edge
         softness, which is in µm).
     supersample : int, optional
-        Point samples per output pixel along each axis (default: the specimen's).
+        Point samples per output pixel along each axis (0 or None: the specimen's
+        `supersample`, else chosen from the blur by `auto_supersample`).
 
     Returns
     -------

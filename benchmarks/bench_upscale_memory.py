@@ -80,8 +80,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from bench_upscale_throughput import update_section
+
     from dleem.models import ModelConfig, build_generator, save_model
 
     OUT.mkdir(parents=True, exist_ok=True)

@@ -132,14 +132,19 @@ def test_missing_pixel_size_asks_for_ratio(scene, known_maps, tmp_path, capsys):
 
 def test_real_core_finds_the_translation_on_the_other_grid(scene, tmp_path):
     """The whole chain with the registration core: the map found must carry the HR offset
-    to LR coordinates with the scale factor and the half-pixel convention."""
+    to LR coordinates with the scale factor and the half-pixel convention; a region of
+    another specimen is skipped under --keep-going, never given a map."""
     pytest.importorskip("dleem.registration.refine")
     paths, truth = scene
     ws = tmp_path / "ws"
-    assert main(["register", str(paths["lr"]), str(paths["hr1"]), "-o", str(ws), "--no-qc"]) == 0
-    entry = json.loads((ws / "registration.json").read_text())["regions"][0]
-    found = np.asarray(entry["hr_to_lr"])
+    args = ["register", str(paths["lr"]), str(paths["hr1"]), str(paths["hr2"]), "-o", str(ws),
+            "--no-qc", "--keep-going"]
+    assert main(args) == 0
+    first, second = json.loads((ws / "registration.json").read_text())["regions"]
+    assert first["status"] == "ok", first["message"]
+    found = np.asarray(first["hr_to_lr"])
     true = np.asarray(truth["regions"][0]["hr_to_lr"])
     corners = np.array([[-0.5, -0.5, 1], [319.5, -0.5, 1], [319.5, 319.5, 1], [-0.5, 319.5, 1]])
     err = corners @ found.T - corners @ true.T
     assert np.sqrt((err**2).sum(axis=1).mean()) < 0.05
+    assert second["status"] == "skipped" and second["hr_to_lr"] is None

@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", type=float, nargs=3, default=(0.7, 0.1, 0.2),
                    metavar=("TRAIN", "VAL", "TEST"),
                    help="area fractions of train, validation, test (default 0.7 0.1 0.2)")
+    p.add_argument("--split-layout", choices=("band", "stripes"), default="band",
+                   help="band: test and validation side by side along one edge, test roughly "
+                        "square (default); stripes: three parallel stripes")
     p.add_argument("--max-iterations", type=int, default=50, help="cap on refinement iterations")
     p.add_argument("--no-qc", action="store_true", help="skip the QC figures")
     p.set_defaults(handler=run)
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         keep_going=args.keep_going, robust=args.robust,
         pixel_size_lr_um=args.pixel_size_lr, pixel_size_hr_um=args.pixel_size_hr,
         mask_databar=not args.keep_databar, seed=args.seed,
-        split_fractions=tuple(args.split), guard_lr_px=args.guard,
+        split_fractions=tuple(args.split), guard_lr_px=args.guard, split_layout=args.split_layout,
         max_iterations=args.max_iterations, qc=not args.no_qc,
     )
     regions = result["regions"]

@@ -104,7 +104,7 @@ class SpecimenParams:
     silt_size_um: float = 9.0
     packing: float = 0.64
     overlap: float = 0.10
-    roundness: float = 0.45
+    roundness: float = 0.3
     elongation: float = 0.3
     fractions: dict = field(
         default_factory=lambda: {
@@ -121,7 +121,7 @@ class SpecimenParams:
     cement_fill: float = 0.10
     clay_microporosity: float = 0.22
     feldspar_dissolution: float = 0.06
-    fractures: float = 0.25
+    fractures: float = 0.15
     texture: float = 1.0
     edge_softness_um: float = 0.05
     supersample: int = 0
@@ -243,8 +243,10 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
         else None
         for i in range(n)
     ]
-    # Paint order random (painter's algorithm makes the contacts).
-    order = rng.permutation(n)
+    # Paint order (painter's algorithm makes the contacts): silt first, so that a
+    # framework grain overlapping a silt grain covers it; framework grains at random.
+    order = np.concatenate([rng.permutation(np.flatnonzero(silt)),
+                            rng.permutation(np.flatnonzero(~silt))])
     fields_ = _make_fields(np.random.default_rng([int(seed), 7302]), params)
     return Specimen(
         params=params,

@@ -113,6 +113,24 @@ class _Correlator:
         self.bad = None
         if invalid is not None:
             self.bad = cv2.integral(invalid.astype(np.float64), sdepth=cv2.CV_64F)
+        self._norm: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def _denominator(self, th: int, tw: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """sqrt of the image's local variance sum over each window, and the bad-window mask."""
+        key = (th, tw)
+        if key not in self._norm:
+            n = th * tw
+            s1 = self._box(self.s1, th, tw)
+            s2 = self._box(self.s2, th, tw)
+            var = s2 - s1 * s1 / n
+            top = float(np.max(var)) if var.size else 0.0
+            sd = np.sqrt(np.maximum(var, 0.0))
+            sd[var <= max(top, 1e-30) * 1e-6] = np.inf
+            bad = None
+            if self.bad is not None:
+                bad = self._box(self.bad, th, tw) / n > 0.05
+            self._norm[key] = (sd, bad)
+        return self._norm[key]
 
     @staticmethod
     def _box(ii: np.ndarray, th: int, tw: int) -> np.ndarray:
@@ -121,24 +139,17 @@ class _Correlator:
     def ncc(self, templ: np.ndarray) -> np.ndarray:
         """TM_CCOEFF_NORMED map (valid positions, top-left anchored); -1 where undefined."""
         th, tw = templ.shape
-        t = templ.astype(np.float64) - float(templ.mean())
-        tnorm = float(np.sqrt(np.sum(t * t)))
-        n = th * tw
+        t = templ - np.float32(templ.mean())
+        tnorm = float(np.sqrt(np.sum(t.astype(np.float64) ** 2)))
         tp = np.zeros((self.dh, self.dw), np.float32)
         tp[:th, :tw] = t
         prod = cv2.mulSpectrums(self.spec, cv2.dft(tp), 0, conjB=True)
         num = cv2.idft(prod, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
-        num = num[: self.h - th + 1, : self.w - tw + 1].astype(np.float64)
-        s1 = self._box(self.s1, th, tw)
-        s2 = self._box(self.s2, th, tw)
-        var = s2 - s1 * s1 / n
-        scale = float(np.max(var)) if var.size else 0.0
-        ok = var > max(scale, 1e-30) * 1e-6
-        out = np.full(num.shape, -1.0)
-        out[ok] = num[ok] / (np.sqrt(var[ok]) * max(tnorm, 1e-30))
-        if self.bad is not None:
-            frac = self._box(self.bad, th, tw) / n
-            out[frac > 0.05] = -1.0
+        num = num[: self.h - th + 1, : self.w - tw + 1]
+        sd, bad = self._denominator(th, tw)
+        out = num / (sd * max(tnorm, 1e-30))
+        if bad is not None:
+            out[bad] = -1.0
         return np.clip(out, -1.0, 1.0)
 
 
@@ -180,7 +191,7 @@ def _distinctness(c: np.ndarray, iy: int, ix: int, peak: float) -> float:
     return float(peak / max(second, 0.05))
 
 
-def _template(hr: np.ndarray, q: float, angle: float) -> tuple[np.ndarray, AffineMap]:
+def _template_direct(hr: np.ndarray, q: float, angle: float) -> tuple[np.ndarray, AffineMap]:
     """HR reduced by q (HR px per reduced px), rotated by angle, cropped to its inscribed box.
 
     Returns the template and the map HR px -> template px.
@@ -253,9 +264,9 @@ def locate(
         raise RegistrationError("LR and HR images must be 2-D")
     rot_max = rotation_range_deg if rotation_range_deg is not None else (45.0 if rotation_search else 10.0)
     hr_f = _fill_masked(hr_f, hr_mask)
-    valid = hr_f if hr_mask is None else hr_f[np.asarray(hr_mask, bool)]
-    spread = float(np.percentile(valid, 99) - np.percentile(valid, 1))
-    full = float(np.max(np.abs(valid))) + 1e-12
+    sub = hr_f[::4, ::4]
+    spread = float(np.percentile(sub, 99) - np.percentile(sub, 1))
+    full = float(np.max(np.abs(sub))) + 1e-12
     if spread <= 1e-6 * full or not np.isfinite(spread):
         raise RegistrationError("HR region is flat: nothing to correlate")
     side_lr = min(hr_f.shape) / ratio
@@ -284,16 +295,36 @@ def locate(
     scale_step = min(max(1.5 / max(0.5 * t_side, 1.0), 0.02), 0.15)
     angles = _candidates(rot_max, angle_step)
     scales = 1.0 + _candidates(scale_range, scale_step)
-    best = None
-    for a in angles:
-        for sc in scales:
-            templ, hr_to_t = _template(hr_f, ratio * level / sc, float(a))
+    # One exact integer pixel-area reduction of the HR image serves every candidate.
+    k = max(1, int(ratio * level * (1.0 - scale_range) // 3))
+    hr_k = reduce_image(hr_f, k) if k > 1 else hr_f
+    pre = scale_map(k) if k > 1 else AffineMap.identity()
+    tried: dict[tuple[float, float], tuple] = {}
+
+    def trial(a: float, sc: float):
+        key = (round(a, 6), round(sc, 6))
+        if key not in tried:
+            templ, k_to_t = _template_direct(hr_k, ratio * level / sc / k, a)
             if templ.shape[0] >= lr_red.shape[0] or templ.shape[1] >= lr_red.shape[1]:
-                continue
-            c = corr.ncc(templ)
-            iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
-            if best is None or c[iy, ix] > best[0]:
-                best = (float(c[iy, ix]), c, iy, ix, hr_to_t, float(a), float(sc))
+                tried[key] = None
+            else:
+                c = corr.ncc(templ)
+                iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
+                tried[key] = (float(c[iy, ix]), c, iy, ix, k_to_t @ pre, a, sc)
+        return tried[key]
+
+    # Separable search: rotations at the nominal scale, then scales at the best rotation,
+    # then the best of both (the correlation peak survives a few % of scale error).
+    def best_of(keys):
+        res = [r for r in (trial(a, sc) for a, sc in keys) if r is not None]
+        return max(res, key=lambda r: r[0]) if res else None
+
+    best = best_of([(float(a), 1.0) for a in angles])
+    if best is not None:
+        best = best_of([(best[5], float(sc)) for sc in scales])
+    if best is not None:
+        best_a = best_of([(float(a), best[6]) for a in angles if abs(a - best[5]) <= angle_step + 1e-9])
+        best = max((best, best_a), key=lambda r: r[0])
     if best is None:
         raise RegistrationError("HR region does not fit in the LR image at this ratio")
     _, c, iy, ix, hr_to_t, angle, sc = best

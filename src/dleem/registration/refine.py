@@ -56,7 +56,7 @@ def _remap_is_quantised() -> bool:
 _REMAP_QUANTISED = _remap_is_quantised()
 #: Extra smoothing (reduced px) at coarse pyramid levels: widens the capture range.
 COARSE_SMOOTHING = 0.8
-DEFAULT_BLUR = 0.7
+DEFAULT_BLUR = 0.75
 
 
 @dataclass
@@ -118,33 +118,36 @@ class _BlurredHR:
         self.d = float(2**n)
         self.sigma2 = sigma2
         self.img = img
-        k = np.array([[-0.5, 0.0, 0.5]], np.float32)
-        one = np.array([[1.0]], np.float32)
-        self.gx = cv2.sepFilter2D(img, cv2.CV_32F, k, one, borderType=cv2.BORDER_REFLECT)
-        self.gy = cv2.sepFilter2D(img, cv2.CV_32F, one, k, borderType=cv2.BORDER_REFLECT)
-        self.lap = cv2.Laplacian(img, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)
 
     def sample(self, X: np.ndarray, Y: np.ndarray, with_lap: bool, sel: np.ndarray):
         """Values, HR-px gradients (and Laplacian) at HR coordinates X, Y (2-D float32).
 
+        Bilinear samples at the point and at +-1 px along each axis give the value, the
+        central-difference gradient and the 5-point Laplacian of the (well-sampled) blurred
+        image: five small remaps instead of filtering the whole HR image three more times.
         Returns flat arrays of the pixels selected by the flat boolean ``sel``.
         """
-        u = X if self.d == 1 else (X / self.d).astype(np.float32)
-        v = Y if self.d == 1 else (Y / self.d).astype(np.float32)
-        val = cv2.remap(self.img, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
-        gx = cv2.remap(self.gx, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
-        gy = cv2.remap(self.gy, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
+        u = X if self.d == 1 else (X / np.float32(self.d)).astype(np.float32)
+        v = Y if self.d == 1 else (Y / np.float32(self.d)).astype(np.float32)
+
+        def at(uu: np.ndarray, vv: np.ndarray) -> np.ndarray:
+            out = cv2.remap(self.img, uu, vv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
+            if _REMAP_QUANTISED:  # OpenCV < 5 rounds coordinates to 1/32 px
+                return out, uu.ravel()[sel], vv.ravel()[sel]
+            return out, None, None
+
+        one = np.float32(1.0)
+        c, us, vs = at(u, v)
+        xp, *_ = at(u + one, v)
+        xm, *_ = at(u - one, v)
+        yp, *_ = at(u, v + one)
+        ym, *_ = at(u, v - one)
+        gx = 0.5 * (xp - xm)
+        gy = 0.5 * (yp - ym)
         if _REMAP_QUANTISED:
-            # OpenCV < 5 rounds map coordinates to 1/32 px: correct the value to first order.
-            us, vs = u.ravel()[sel], v.ravel()[sel]
-            du = us - np.round(us * _TAB) / _TAB
-            dv = vs - np.round(vs * _TAB) / _TAB
-            val = val + gx * du + gy * dv
-        lap = None
-        if with_lap:
-            lap = cv2.remap(self.lap, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
-            lap = lap / (self.d * self.d)
-        return val, gx / self.d, gy / self.d, lap
+            c = c + gx * (us - np.round(us * _TAB) / _TAB) + gy * (vs - np.round(vs * _TAB) / _TAB)
+        lap = (xp + xm + yp + ym - 4.0 * c) / (self.d * self.d) if with_lap else None
+        return c, gx / self.d, gy / self.d, lap
 
 
 def _box_gauss_kernel(width: float, sigma: float) -> np.ndarray:
@@ -270,6 +273,7 @@ def refine(
         xn = ((f * ix + (f - 1) / 2.0) - cx) / sc
         yn = ((f * iy + (f - 1) / 2.0) - cy) / sc
         lev_v, ok = lev.ravel(), ok.ravel()
+        xnf, ynf = xn.ravel(), yn.ravel()
         corners_n = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], float) * [cw / 2 / sc, ch / 2 / sc, 1]
         fit_blur = final and not fix_blur
         tol = tolerance_lr_px if final else 0.02 * f
@@ -281,14 +285,15 @@ def refine(
             ratio = math.sqrt(abs(np.linalg.det(P[:, :2]))) / sc
             if final:
                 sigma2 = (ratio * s) ** 2  # Gaussian part; the pixel footprint is an exact box
-                if blurred.sigma2 < 0 or blurred.box is None or abs(sigma2 - blurred.sigma2) > 0.05 * blurred.sigma2:
+                if blurred.sigma2 < 0 or blurred.box is None or abs(sigma2 - blurred.sigma2) > 0.1 * blurred.sigma2:
                     blurred.update(sigma2, box=ratio)
             else:
                 sigma2 = ratio**2 * (s * s + f * f / 12.0) + (ratio * f * smooth) ** 2
                 if it == 1:
                     blurred.update(sigma2)
-            X = (P[0, 0] * xn + P[0, 1] * yn + P[0, 2]).astype(np.float32)
-            Y = (P[1, 0] * xn + P[1, 1] * yn + P[1, 2]).astype(np.float32)
+            Pf = P.astype(np.float32)
+            X = Pf[0, 0] * xn + Pf[0, 1] * yn + Pf[0, 2]
+            Y = Pf[1, 0] * xn + Pf[1, 1] * yn + Pf[1, 2]
             margin = 3.0 * math.sqrt(sigma2 + ratio * ratio / 12.0) + 1.0
             inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
             valid = inside.ravel() & ok
@@ -312,16 +317,27 @@ def refine(
                 gain_init = True
             model = gain * val + offset
             r = L - model
-            w = _robust_weights(r, robust)
-            x_, y_ = xn.ravel()[valid], yn.ravel()[valid]
-            gxg, gyg = gain * gx, gain * gy
-            cols = [gxg * x_, gxg * y_, gxg, gyg * x_, gyg * y_, gyg, val, np.ones_like(val)]
+            w = _robust_weights(r, robust) if robust is not None else None
+            x_, y_ = xnf[valid], ynf[valid]
+            npar = 9 if fit_blur else 8
+            # [J | r] in one array: one matrix product gives J'J, J'r (a single GEMM is far
+            # faster than GEMM + GEMV here).
+            A = np.empty((nv, npar + 1), np.float32)
+            np.multiply(gx, np.float32(gain), out=A[:, 2])
+            np.multiply(gy, np.float32(gain), out=A[:, 5])
+            np.multiply(A[:, 2], x_, out=A[:, 0])
+            np.multiply(A[:, 2], y_, out=A[:, 1])
+            np.multiply(A[:, 5], x_, out=A[:, 3])
+            np.multiply(A[:, 5], y_, out=A[:, 4])
+            A[:, 6] = val
+            A[:, 7] = 1.0
             if fit_blur:
-                cols.append(gain * ratio**2 * s * lap)
-            J = np.stack(cols, axis=1).astype(np.float64)
-            Jw = J * w[:, None]
-            Hm = Jw.T @ J
-            b = Jw.T @ r.astype(np.float64)
+                np.multiply(lap, np.float32(gain * ratio**2 * s), out=A[:, 8])
+            A[:, npar] = r
+            Aw = A if w is None else A * w[:, None]
+            M = (Aw.T @ A).astype(np.float64)
+            Hm = M[:npar, :npar]
+            b = M[:npar, npar]
             try:
                 delta = np.linalg.solve(Hm, b)
             except np.linalg.LinAlgError as exc:
@@ -348,11 +364,12 @@ def refine(
                 raise RegistrationError(
                     f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} LR px)"
                 )
-            result = (valid, r, w, Hm, nv, J)
-    valid, r, w, Hm, nv, J = result
+            result = (valid, r, w, Hm, nv)
+    valid, r, w, Hm, nv = result
     npar = Hm.shape[0]
     rw = r.astype(np.float64)
-    sigma2n = float(np.sum(w * rw * rw) / max(np.sum(w) - npar, 1.0))
+    wv = np.ones_like(rw) if w is None else w.astype(np.float64)
+    sigma2n = float(np.sum(wv * rw * rw) / max(np.sum(wv) - npar, 1.0))
     try:
         cov = sigma2n * np.linalg.inv(Hm)
     except np.linalg.LinAlgError:

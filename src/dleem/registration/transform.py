@@ -32,7 +32,7 @@ _INTERP = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AffineMap:
     """A 2-D affine map from HR pixel coordinates to LR pixel coordinates.
 
@@ -51,6 +51,11 @@ class AffineMap:
             raise ValueError("AffineMap: matrix has non-finite entries")
         m.setflags(write=False)
         object.__setattr__(self, "matrix", m)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AffineMap) and bool(np.array_equal(self.matrix, other.matrix))
+
+    __hash__ = None  # type: ignore[assignment]
 
     # --- construction -------------------------------------------------------------------
     @classmethod

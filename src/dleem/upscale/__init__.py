@@ -297,8 +297,6 @@ def upscale_file(
         raise DleemError(f"--tile must be >= {MIN_TILE} LR pixels, got {tile}")
     if batch < 1:
         raise DleemError(f"--batch must be >= 1, got {batch}")
-    if not out.parent.exists():
-        raise DleemError(f"{out.parent}: output folder does not exist")
     lr, px, px_source = stream.open_lazy(src)
     if pixel_size_um is not None:
         px, px_source = pixel_size_um, "user"
@@ -311,6 +309,11 @@ def upscale_file(
         px = getattr(cfg, "lr_pixel_size_um", None)
     sr_px = px / k if px else None
     h, w = lr.shape
+    if dask_scheduler and tile < model.halo_lr_px:
+        # dask blocks must be >= the overlap depth; keep them aligned with the store's chunks
+        tile = -(-int(model.halo_lr_px) // MIN_TILE) * MIN_TILE
+        log.info("dask: tile raised to %d LR px (>= the halo)", tile)
+    out.parent.mkdir(parents=True, exist_ok=True)
     identity = {**_input_identity(src, (h, w), lr.dtype), **_model_identity(model_dir),
                 "scale": k, "tile": tile, "halo_lr_px": int(model.halo_lr_px)}
     work = stream.work_store_path(out)
@@ -340,10 +343,7 @@ def upscale_file(
 
                 def on_done(t: Tile) -> None:
                     store.mark_done(t.index)
-                    bar.advance(sr_px_count(t))
-
-                def sr_px_count(t: Tile) -> int:
-                    return k * k * int(np.prod(t.core_shape))
+                    bar.advance(k * k * int(np.prod(t.core_shape)))
 
                 info = run_tiles(lr, model, grid, sink, out_dtype=lr.dtype, batch=batch, device=dev,
                                  precision=precision, skip=done, on_done=on_done)

@@ -50,8 +50,9 @@ def cached_fine(seed: int = 0) -> np.ndarray:
     return _FINE_CACHE[seed]
 
 
-def make_workspace(root: Path, seed: int = 0) -> Path:
-    """A workspace (folder) with LR.tif, pairs/ and registration.json; returns it."""
+def make_workspace(root: Path, seed: int = 0, *, ws: Path | None = None) -> Path:
+    """A workspace (``root/ws`` or ``ws``) with pairs/, registration.json and qc/, its LR and
+    HR images in ``root/data``; returns the workspace."""
     from dleem.io import write_image
 
     fine = cached_fine(seed)
@@ -59,9 +60,9 @@ def make_workspace(root: Path, seed: int = 0) -> Path:
     lr_f = lr_f.mean(axis=(1, 3)) + np.random.default_rng(seed + 1).normal(0, 3, LR_SHAPE)
     lr = np.clip(np.rint(lr_f), 0, 255).astype(np.uint8)
     data = root / "data"
-    ws = root / "ws"
-    (ws / "pairs").mkdir(parents=True)
-    (ws / "qc").mkdir()
+    ws = ws if ws is not None else root / "ws"
+    (ws / "pairs").mkdir(parents=True, exist_ok=True)
+    (ws / "qc").mkdir(exist_ok=True)
     write_image(data / "LR.tif", lr, pixel_size_um=LR_PX)
     r0, c0, r1, c1 = LR_BOX
     hr = fine[K * r0:K * r1, K * c0:K * c1]

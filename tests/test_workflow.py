@@ -1,0 +1,120 @@
+"""The workflow: CONFIG.toml parsing (unknown keys, types -> one-line error, exit 2) and the
+orchestration register -> train -> upscale -> evaluate on a fabricated workspace, with
+registration and training replaced by stand-ins (a real untrained tiny model upscales)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_evaluation import make_workspace
+
+from dleem.cli import main
+from dleem.errors import DleemError
+from dleem.workflow import WorkflowConfig, load_config, run_workflow
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "LR.tif").write_bytes(b"")
+    (tmp_path / "HR_1.tif").write_bytes(b"")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    return cfg
+
+
+GOOD = """
+lr = "LR.tif"
+hr = ["HR_1.tif"]
+output = "out"
+ratio = 4.17
+[train]
+losses = ["mae"]
+minutes = 2.5
+preset = "cpu"
+[upscale]
+model = "mae"
+[evaluate]
+tiles = 20
+tile_size = 128
+threshold = 90
+"""
+
+
+def test_config_reads_and_resolves_paths(tmp_path):
+    cfg = load_config(write_config(tmp_path, GOOD))
+    assert cfg.lr == tmp_path / "LR.tif" and cfg.hr == [tmp_path / "HR_1.tif"]
+    assert cfg.output == tmp_path / "out" and cfg.ratio == 4.17 and cfg.minutes == 2.5
+    assert cfg.losses == ["mae"] and cfg.tiles == 20 and cfg.threshold == 90.0
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("ratio = 4.17", "ratoi = 4.17"), "unknown key 'ratoi'"),
+    (GOOD.replace("minutes = 2.5", "minuets = 2.5"), "unknown key 'train.minuets'"),
+    (GOOD + "[extra]\nx = 1\n", "unknown table [extra]"),
+    (GOOD.replace("tiles = 20", "tiles = \"many\""), "'evaluate.tiles' must be int"),
+    (GOOD.replace('losses = ["mae"]', 'losses = ["l1"]'), "unknown loss 'l1'"),
+    (GOOD.replace('model = "mae"', 'model = "mse"'), "not one of the trained losses"),
+    (GOOD.replace('lr = "LR.tif"\n', ""), "missing key 'lr'"),
+    (GOOD.replace('"HR_1.tif"', '"HR_9.tif"'), "HR_9.tif not found"),
+    ("lr = [", "not valid TOML"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    path = write_config(tmp_path, text)
+    with pytest.raises(DleemError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(path)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dleem run: error: ") and "\n" not in err and message in err
+
+
+def test_example_config_parses():
+    example = Path(__file__).parents[1] / "examples" / "run.toml"
+    import tomllib
+
+    data = tomllib.loads(example.read_text())
+    assert data["train"]["losses"] == ["mae", "mse"] and data["upscale"]["model"] == "mae"
+
+
+def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
+    import dleem.registration_workflow as rw
+    import dleem.training as training
+    from dleem.models import ModelConfig, build_generator, save_model
+
+    out = tmp_path / "out"
+    calls = []
+
+    def fake_register(lr, hrs, ws, **kw):
+        calls.append(("register", Path(lr).name, [Path(h).name for h in hrs]))
+        make_workspace(tmp_path, ws=Path(ws))
+        return json.loads((Path(ws) / "registration.json").read_text())
+
+    class Result:
+        def __init__(self, d):
+            self.model_dir = d
+
+    def fake_train(ws, model_dir, options):
+        calls.append(("train", options.loss, options.preset))
+        cfg = ModelConfig.tiny(scale=4, input_dtype="uint8", mean=0.6, std=0.2,
+                               lr_pixel_size_um=0.4)
+        save_model(model_dir, build_generator(cfg.arch, 4), cfg)
+        return Result(Path(model_dir))
+
+    monkeypatch.setattr(rw, "register_files", fake_register)
+    monkeypatch.setattr(training, "train", fake_train)
+    make_workspace(tmp_path / "pre")  # only for its data files: LR.tif and HR_1.tif
+    data = tmp_path / "pre" / "data"
+    cfg = WorkflowConfig(lr=data / "LR.tif", hr=[data / "HR_1.tif"], output=out,
+                         losses=["mae", "mse"], steps=1, preset="tiny", device="cpu",
+                         upscale="mae", upscale_tile=64, tiles=6, tile_size=64, thickness_tiles=2)
+    index = run_workflow(cfg)
+    assert calls == [("register", "LR.tif", ["HR_1.tif"]), ("train", "mae", "tiny"),
+                     ("train", "mse", "tiny")]
+    assert index == out / "report" / "index.html" and index.is_file()
+    assert (out / "upscale" / "SR.ome.tif").is_file() and (out / "upscale" / "consistency.tif").is_file()
+    doc = json.loads((out / "report" / "metrics.json").read_text())
+    assert set(doc["methods"]) == {"HR", "bicubic", "model-mae", "model-mse"}
+    assert doc["upscaled"]["model"] == "model-mae"
+    assert set(doc["timings_s"]) >= {"register", "train model-mae", "upscale", "evaluate"}
+    page = index.read_text()
+    assert "consistency.png" in page and "evaluate " in page

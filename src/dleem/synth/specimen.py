@@ -312,23 +312,25 @@ def _pack(
     occ = np.zeros((ny, nx), np.uint8)
     placed_c: list[np.ndarray] = []
     placed_r: list[float] = []
-    batch = 48
+    batch = 64
     i = 0
     while i < len(radii):
+        chunk = radii[i : i + batch]
+        i += batch
         free = (occ == 0).astype(np.uint8)
         dt = cv2.distanceTransform(free, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).ravel() * cell
-        order = np.argsort(-dt, kind="stable")
-        dts = dt[order]
+        cand = np.flatnonzero(dt >= chunk[-1] * core)
+        if cand.size == 0:
+            continue
         recent_c = np.zeros((0, 2))
         recent_r = np.zeros(0)
-        for r in radii[i : i + batch]:
+        for r in chunk:
             need = r * core
-            n_ok = int(np.searchsorted(-dts, -need, side="right"))
-            if n_ok == 0:
-                continue
-            for _ in range(12):
-                j = order[rng.integers(0, n_ok)]
-                cy, cx = divmod(int(j), nx)
+            for _ in range(40):
+                j = int(cand[rng.integers(0, cand.size)])
+                if dt[j] < need:
+                    continue
+                cy, cx = divmod(j, nx)
                 c = np.array([x0 + (cx + rng.random()) * cell, y0 + (cy + rng.random()) * cell])
                 if recent_r.size:
                     d = np.hypot(*(recent_c - c).T)
@@ -346,7 +348,6 @@ def _pack(
                     -1,
                 )
                 break
-        i += batch
     return np.array(placed_c).reshape(-1, 2), np.array(placed_r)
 
 
@@ -357,12 +358,8 @@ def _grain_outline(
     nv = 24 if r < 6 else (48 if r < 20 else 96)
     theta = np.linspace(0, 2 * np.pi, nv, endpoint=False)
     # Smooth part: low harmonics with decaying amplitudes, plus fine boundary roughness.
-    rad = np.ones(nv)
-    for k in range(2, 9):
-        rad += rng.normal(0, 0.09 * k**-1.3) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    rough = np.zeros(nv)
-    for k in range(9, nv // 3):
-        rough += rng.normal(0, 0.25 * k**-1.6) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    rad = 1.0 + _harmonics(rng, theta, np.arange(2, 9), 0.09, 1.3)
+    rough = _harmonics(rng, theta, np.arange(9, max(nv // 3, 9)), 0.25, 1.6)
     # Angular part: a polygon with few facets (straight edges).
     m = int(rng.integers(6, 15)) if mineral != HEAVY else int(rng.integers(5, 8))
     # Jittered even spacing keeps every gap < pi, so the origin stays inside.
@@ -393,9 +390,7 @@ def _grain_outline(
     pts *= r / math.sqrt(area / np.pi)
     poly = pts + c
     # Clay coating: patchy thickness, thinner on heavy minerals and micas.
-    t = p.clay_coat_um * np.ones(nv)
-    for k in range(1, 5):
-        t += p.clay_coat_um * rng.normal(0, 0.7 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    t = p.clay_coat_um * (1.0 + _harmonics(rng, theta, np.arange(1, 5), 0.7, 1.0))
     t = np.clip(t, 0, 3 * p.clay_coat_um)
     if mineral in (HEAVY, MICA) or r < 0.15 * p.grain_size_um:
         t *= 0.3
@@ -422,22 +417,30 @@ def _cracks(rng: np.random.Generator, c: np.ndarray, r: float) -> list[np.ndarra
     return out
 
 
+def _harmonics(
+    rng: np.random.Generator, theta: np.ndarray, k: np.ndarray, amp: float, decay: float
+) -> np.ndarray:
+    """Random Fourier series sum_k N(0, amp k^-decay) cos(k theta + phi_k)."""
+    if k.size == 0:
+        return np.zeros_like(theta)
+    a = rng.normal(0, amp * k.astype(float) ** -decay)
+    ph = rng.uniform(0, 2 * np.pi, k.size)
+    return a @ np.cos(np.outer(k, theta) + ph[:, None])
+
+
 def _polygon_radius(vertices: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Radius at angles `theta` of a star-shaped polygon around the origin."""
-    out = np.ones_like(theta)
-    a = vertices
-    b = np.roll(vertices, -1, axis=0)
-    d = np.stack([np.cos(theta), np.sin(theta)], 1)
-    for i in range(len(a)):
-        e = b[i] - a[i]
-        # Solve s d = a + u e  for s, u.
-        det = d[:, 0] * (-e[1]) - d[:, 1] * (-e[0])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = (a[i][0] * (-e[1]) - a[i][1] * (-e[0])) / det
-            u = (d[:, 0] * a[i][1] - d[:, 1] * a[i][0]) / det
-        ok = (u >= -1e-9) & (u <= 1 + 1e-9) & (s > 0)
-        out[ok] = s[ok]
-    return out
+    a = vertices[:, None, :]  # (m, 1, 2) edge starts
+    e = (np.roll(vertices, -1, axis=0) - vertices)[:, None, :]  # (m, 1, 2) edge vectors
+    d = np.stack([np.cos(theta), np.sin(theta)], 1)[None]  # (1, n, 2)
+    # Solve s d = a + u e for s (along the ray) and u (along the edge).
+    det = -d[..., 0] * e[..., 1] + d[..., 1] * e[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (-a[..., 0] * e[..., 1] + a[..., 1] * e[..., 0]) / det
+        u = (d[..., 0] * a[..., 1] - d[..., 1] * a[..., 0]) / det
+    ok = (u >= -1e-9) & (u <= 1 + 1e-9) & (s > 0)
+    s = np.where(ok, s, np.inf).min(axis=0)
+    return np.where(np.isfinite(s), s, 1.0)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -106,6 +106,10 @@ def main() -> None:
         rows.append(f"| {side}^2 | {4 * side}^2 | {r['out_bytes'] / 2**30:.2f} | {r['peak_rss_mib']:.0f} | "
                     f"{r['wall_s'] / 60:.1f} | {stages} |")
         print(rows[-1], flush=True)  # noqa: T201 - a benchmark script reports
+        write_results(args, rows, results, update_section)  # after each size: partial results survive
+
+
+def write_results(args, rows, results, update_section) -> None:
     load = os.getloadavg()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"### Peak memory, CPU, {when}\n",
@@ -116,7 +120,7 @@ def main() -> None:
              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.\n",
              "| LR | SR | output GiB | peak RSS (MiB) | wall (min) | stages |", "|---|---|---|---|---|---|",
              *rows]
-    if min(results) != max(results):
+    if len(results) > 1:
         a, b = results[min(results)]["peak_rss_mib"], results[max(results)]["peak_rss_mib"]
         lines.append(f"\nGrowth of the peak from {min(results)}^2 to {max(results)}^2: {100 * (b / a - 1):+.1f} %.")
     update_section("memory", "\n".join(lines))

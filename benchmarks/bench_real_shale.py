@@ -400,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     results["summary"] = summarize(results)
     _write(out / "results.json", results)
     (out / "summary.md").write_text(markdown(results), encoding="utf-8")
+    plot_curves(results, out / "curves.png")
     log.info("wrote %s", out / "summary.md")
     return 0
 
@@ -432,6 +433,32 @@ def _save_pngs(out: Path, images: dict[str, np.ndarray], whole: Scorer) -> None:
     for key, img in images.items():
         imsave(out / "png" / f"{key}.png", img[i * size:(i + 1) * size, j * size:(j + 1) * size],
                check_contrast=False)
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> None:
+    """PSNR on the slice-016 crop against training time, every run (one PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    colors = {}
+    for run in results["runs"]:
+        color = colors.setdefault(run["model"], f"C{len(colors)}")
+        t = [p["elapsed_s"] for p in run["curve"]]
+        ax.plot(t, [p["psnr_db"] for p in run["curve"]], "o-", ms=3, color=color,
+                label=run["model"] if run["seed"] == results["runs"][0]["seed"] else None)
+    ax.axhline(results["bicubic_crop"]["psnr_db"], color="k", ls="--", lw=1, label="bicubic")
+    ax.set_xlabel("training time (s, CPU, 2 threads)")
+    ax.set_ylabel("PSNR on slice 016 (dB)")
+    lo = results["bicubic_crop"]["psnr_db"] - 3
+    ax.set_ylim(bottom=lo)
+    ax.legend(fontsize=8)
+    ax.set_title("Real shale x4, L1, equal wall-clock budget (2 seeds each)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:

@@ -335,15 +335,20 @@ def _charging_streaks(v: np.ndarray, s: np.ndarray, amp: float, rng: np.random.G
 
 
 def add_databar(img: np.ndarray, rows: int, text: str) -> np.ndarray:
-    """Append an SEM-style databar (black strip, white text) under `img`."""
+    """Append an SEM-style databar under `img`: a separator line, then a black panel
+    with one line of thin white text and a scale-bar-like rule (burnt in digitally)."""
     import cv2
 
     if rows <= 0:
         return img
     vmax = np.iinfo(img.dtype).max
-    bar = np.zeros((rows, img.shape[1]), np.uint8)
-    scale = max(rows / 40.0, 0.3)
-    cv2.putText(bar, text, (int(rows * 0.3), int(rows * 0.65)), cv2.FONT_HERSHEY_SIMPLEX,
-                scale, 255, max(1, int(scale * 1.5)), cv2.LINE_AA)
+    width = img.shape[1]
+    bar = np.zeros((rows, width), np.uint8)
+    bar[0] = 255
+    scale = max(min(rows / 90.0, width / 1100.0), 0.2)
+    cv2.putText(bar, text, (int(rows * 0.3), int(rows * 0.6)), cv2.FONT_HERSHEY_SIMPLEX,
+                scale, 255, 1, cv2.LINE_8)
+    y = int(rows * 0.8)
+    bar[y : y + max(1, rows // 20), width - width // 6 : width - width // 20] = 255
     bar = (bar.astype(np.float64) * (vmax / 255)).astype(img.dtype)
     return np.concatenate([img, bar], axis=0)

@@ -15,6 +15,7 @@ from dleem.errors import RegistrationError
 from dleem.io import read_image, write_image
 
 RATIO = 4
+HR_SIZE = 512
 ENTRY_FIELDS = {"file", "status", "hr_to_lr", "ncc_peak", "ncc_distinctness", "residual",
                 "iterations", "blur_sigma_lr_px", "uncertainty", "gain", "offset", "ratio",
                 "rotation_deg", "message"}
@@ -22,11 +23,11 @@ ENTRY_FIELDS = {"file", "status", "hr_to_lr", "ncc_peak", "ncc_distinctness", "r
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """`dleem synth` at LR 256 px, ratio 4: HR_1 a pure translation + scale (no rotation,
+    """`dleem synth` at LR 256 px, ratio 4, HR 512 px: HR_1 a pure translation + scale (no rotation,
     shear, drift), HR_2 a region of another specimen (not in the LR image)."""
     synth = pytest.importorskip("dleem.synth")
     root = tmp_path_factory.mktemp("scene")
-    plain = dict(ratio=RATIO, lr_size=256, hr_size=320, regions=1, databar_rows=0,
+    plain = dict(ratio=RATIO, lr_size=256, hr_size=HR_SIZE, regions=1, databar_rows=0,
                  rotation_deg=0.0, scale_error=0.0, shear=0.0, drift_px=(0.0, 0.0), jitter=0.0)
     truth = synth.generate(root / "a", synth.SynthParams(seed=1, **plain)).truth
     synth.generate(root / "b", synth.SynthParams(seed=9, **plain))
@@ -78,7 +79,7 @@ def test_register_writes_registration_json_pairs_and_qc(scene, known_maps, tmp_p
     assert region["hr_sha256"] == hashlib.sha256(paths["hr1"].read_bytes()).hexdigest()
     assert (region["gain"], region["offset"]) == (0.9, 3.0)
     # an axis-aligned region: its crop is the LR pixels it covers, a whole-pixel shrink at most
-    outline = pairs.hr_outline_lr(known_maps, (320, 320))
+    outline = pairs.hr_outline_lr(known_maps, (HR_SIZE, HR_SIZE))
     r0, c0, r1, c1 = region["lr_box"]
     assert outline[:, 0].min() - 0.5 <= c0 < outline[:, 0].min() + 1.5
     assert outline[:, 1].max() - 1.5 < r1 <= outline[:, 1].max() + 0.5
@@ -144,7 +145,8 @@ def test_real_core_finds_the_translation_on_the_other_grid(scene, tmp_path):
     assert first["status"] == "ok", first["message"]
     found = np.asarray(first["hr_to_lr"])
     true = np.asarray(truth["regions"][0]["hr_to_lr"])
-    corners = np.array([[-0.5, -0.5, 1], [319.5, -0.5, 1], [319.5, 319.5, 1], [-0.5, 319.5, 1]])
+    e = HR_SIZE - 0.5
+    corners = np.array([[-0.5, -0.5, 1], [e, -0.5, 1], [e, e, 1], [-0.5, e, 1]])
     err = corners @ found.T - corners @ true.T
     assert np.sqrt((err**2).sum(axis=1).mean()) < 0.05
     assert second["status"] == "skipped" and second["hr_to_lr"] is None

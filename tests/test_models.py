@@ -74,6 +74,7 @@ def test_discriminator_patch_and_global():
     d = PatchDiscriminator(width=8, stages=2)
     out = d(torch.randn(3, 1, 32, 32))
     assert out.shape == (3, 1, 8, 8)
+    assert PatchDiscriminator(width=8, stages=3)(torch.randn(1, 1, 64, 64)).shape == (1, 1, 8, 8)
     dg = PatchDiscriminator(width=8, stages=2, global_pool=True)
     assert dg(torch.randn(3, 1, 32, 32)).shape == (3, 1)
     assert any("parametrizations" in name for name, _ in d.named_parameters())

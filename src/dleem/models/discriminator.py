@@ -24,24 +24,27 @@ def _sn_conv(cin: int, cout: int, kernel: int, stride: int) -> nn.Module:
 
 
 class PatchDiscriminator(nn.Module):
-    """(N, 1, H, W) normalised HR patch -> (N, 1, H/2^n, W/2^n) logits (``global_pool`` -> (N, 1)).
+    """(N, 1, H, W) normalised HR patch -> (N, 1, H/2^s, W/2^s) logits (``global_pool`` -> (N, 1)).
+
+    The first convolution already has stride 2 (its 3x3 kernel still sees every pixel),
+    which keeps the discriminator cheaper than the generator on a CPU.
 
     Parameters
     ----------
     width : int
-        Channels of the first layer, doubled at each stride-2 stage (capped at 8x).
+        Channels of the first layer, doubled at each further stride-2 stage (capped at 8x).
     stages : int
-        Number of stride-2 stages; the patch seen by one logit grows as ~2^stages * 5 px.
+        Number of stride-2 convolutions (>= 1); one logit sees ~2^(stages+2) HR px.
     global_pool : bool
         Average the logit map into one score per image.
     """
 
     def __init__(self, width: int = 32, stages: int = 3, global_pool: bool = False) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_sn_conv(1, width, 3, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [_sn_conv(1, width, 3, 2), nn.LeakyReLU(0.2)]
         c = width
-        for i in range(stages):
-            c_out = width * min(2 ** (i + 1), 8)
+        for i in range(1, stages):
+            c_out = width * min(2**i, 8)
             layers += [_sn_conv(c, c_out, 3, 2), nn.LeakyReLU(0.2),
                        _sn_conv(c_out, c_out, 3, 1), nn.LeakyReLU(0.2)]
             c = c_out

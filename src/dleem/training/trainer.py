@@ -520,15 +520,21 @@ def _train(
                     rate = (step - step_rate) * samples_step / (now - t_rate)
                 t_rate, step_rate = now, step
                 if do_val:
+                    t_val = time.perf_counter()
                     last_val = _validate(ema.module, val, data, autocast, options.channels_last)
                     while next_val <= f_after:
                         next_val += 1.0 / N_VALIDATIONS
+                    if budget_s is not None:  # validation takes at most ~5 % of a time budget
+                        cost = (time.perf_counter() - t_val) / budget_s
+                        next_val = max(next_val, f_after + 20 * cost)
                 means = (sums / max(n_sum, 1)).tolist()
                 history.append(_row(step, elapsed, "gan" if adv_on else "pixel", options.lr * mult,
                                     means, last_val if do_val else None, bicubic if do_val else None,
                                     rate))
                 sums.zero_()
                 n_sum = 0
+                if do_val:  # the log on disk follows the run (rewritten atomically)
+                    write_log(model_dir / "log.csv", history)
                 status = f"loss {means[0]:.4f}"
                 if last_val:
                     status += f"  val PSNR {last_val[0]:.2f} dB  SSIM {last_val[1]:.3f}"

@@ -300,7 +300,8 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
     if figs.get("consistency"):
         whole.append(_img(figs["consistency"], "consistency map",
                           "Consistency map: the SR image degraded back to the LR grid (the LR "
-                          "blur and pixel integration) minus the measured LR, in grey levels. "
+                          "blur and pixel integration) minus the measured LR, in grey levels, "
+                          "smoothed with a Gaussian of σ = 2 LR px to suppress the LR noise. "
                           "Near zero where SR agrees with the measurement; structure here is "
                           "detail the network drew that the LR detector would have seen "
                           "differently.", "half"))

@@ -1,0 +1,86 @@
+"""Time `dleem demo` end to end and record its numbers in benchmarks/results/evaluation.md.
+
+    python benchmarks/bench_demo.py [--quick] [-o benchmarks/out/demo]
+
+Runs the demo (synthesise, register, train MAE and MSE models, upscale, evaluate), then
+reads DIR/report/metrics.json and writes a Markdown summary: the command, wall time per
+step, the machine (CPU count, load average: the machine may be shared), and for bicubic and
+each model the SSIM and PSNR medians against HR and against the noise-free truth, the
+porosity, and the Wasserstein / KS distances of the pore-size distributions to HR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fmt(x, spec=".4f"):
+    return "–" if x is None else format(x, spec)
+
+
+def summary_table(doc: dict) -> str:
+    rows = ["| method | SSIM vs HR | PSNR vs HR (dB) | SSIM vs truth | PSNR vs truth (dB) | "
+            "porosity | PSD Wasserstein to HR (µm) | PSD KS to HR | local-thickness W. (µm) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, m in doc["methods"].items():
+        vs, vt = m.get("vs_HR", {}), m.get("vs_truth", {})
+        rows.append(
+            f"| {name} | {fmt(m.get('ssim', {}).get('median'))} | "
+            f"{fmt(m.get('psnr_db', {}).get('median'), '.2f')} | "
+            f"{fmt(vt.get('ssim', {}).get('median'))} | "
+            f"{fmt(vt.get('psnr_db', {}).get('median'), '.2f')} | "
+            f"{fmt(m['porosity']['median'])} | {fmt(vs.get('psd_wasserstein_um'))} | "
+            f"{fmt(vs.get('psd_ks_statistic'), '.3f')} | "
+            f"{fmt(vs.get('pore_size_function_wasserstein_um'))} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-o", "--out", type=Path, default=ROOT / "benchmarks" / "out" / "demo")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "evaluation.md")
+    args = ap.parse_args()
+    cmd = [sys.executable, "-m", "dleem", "demo", "-o", str(args.out)] + (["--quick"] if args.quick else [])
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    load1 = os.getloadavg()
+    doc = json.loads((args.out / "report" / "metrics.json").read_text())
+    s = doc["settings"]
+    text = f"""# Evaluation: `dleem demo`{' --quick' if args.quick else ''}
+
+Command: `python benchmarks/bench_demo.py{' --quick' if args.quick else ''}` (runs
+`dleem demo{' --quick' if args.quick else ''} -o {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}`).
+Date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, dleem {doc['dleem_version']},
+{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, no GPU; load average
+{load0[0]:.1f} before, {load1[0]:.1f} after (the machine was shared with other jobs: the
+times are upper bounds, and the wall-clock training budget bought fewer steps than alone).
+
+Wall time: **{wall / 60:.1f} min**. Steps (s): {', '.join(f'{k} {v:.0f}' for k, v in doc.get('timings_s', {}).items())}.
+
+Evaluation: {s['tiles']} held-out tiles of {s['tile_size_px']} px ({fmt(s['tile_size_um'], '.1f')} µm),
+seed {s['seed']}, border {s['border_px']} px, Otsu threshold {s['threshold']:.1f} on HR,
+{s['connectivity']}-connectivity, pores ≥ {s['min_pore_area_px']} px. Whole LR upscaled by
+{doc.get('upscaled', {}).get('model')}.
+
+{summary_table(doc)}
+"""
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(text)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

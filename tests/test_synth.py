@@ -196,6 +196,12 @@ def test_cli_writes_contract(tmp_path):
     assert lr.dtype == np.uint16
     assert lr.pixel_size_um == pytest.approx(2.0)
     assert [r["file"] for r in truth["regions"]] == ["HR_1.tif", "HR_2.tif"]
+    for key in ("lr_shape", "lr_blur_sigma_px", "lr_dose", "lr_gain", "lr_offset", "bits",
+                "params", "specimen"):
+        assert key in truth
+    for key in ("shape", "hr_to_lr", "lr_to_hr", "lr_box", "pixel_size_um", "blur_sigma_px",
+                "dose", "gain", "offset", "rotation_deg", "scale_error", "shear", "drift_px"):
+        assert key in truth["regions"][0]
     for reg in truth["regions"]:
         hr = read_image(out / reg["file"])
         assert hr.shape == tuple(reg["shape"]) == (64, 64)

@@ -25,6 +25,7 @@ Run ``python benchmarks/bench_real_shale.py --help``; results go to
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import logging
@@ -317,6 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "real_shale")
     p.add_argument("--skip-inference", action="store_true")
+    p.add_argument("--from-json", type=Path, help="only rewrite summary.md and curves.png from a results.json")
     return p.parse_args(argv)
 
 
@@ -324,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text(encoding="utf-8"))
+        results["summary"] = summarize(results)
+        (args.from_json.parent / "summary.md").write_text(markdown(results), encoding="utf-8")
+        plot_curves(results, args.from_json.parent / "curves.png")
+        return 0
     os.environ.setdefault("DLEEM_NO_PROGRESS", "1")
     from dleem.training import TrainOptions, train
 
@@ -355,11 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     final_images: dict[str, np.ndarray] = {"HR": whole.hr, "bicubic": whole.bicubic(lr_t)}
     steps_cache: dict[str, float] = {}
     for name in args.models:
-        spec = MODELS[name]
-        if name not in steps_cache:
-            steps_cache[name] = step_seconds(name, args.batch, args.patch)
-        every = max(1, round(args.budget_s / steps_cache[name] / args.checkpoints))
-        for seed in args.seeds:
+        steps_cache[name] = step_seconds(name, args.batch, args.patch)
+    # Seed-major order: a change of machine load hits every generator alike.
+    for seed in args.seeds:
+        for name in args.models:
+            spec = MODELS[name]
+            every = max(1, round(args.budget_s / steps_cache[name] / args.checkpoints))
             mdir = out / "models" / f"{name}_s{seed}"
             if mdir.exists():
                 shutil.rmtree(mdir)
@@ -370,15 +379,19 @@ def main(argv: list[str] | None = None) -> int:
                 progress=False, force=True,
                 **({} if spec["adv_weight"] is None else {"adv_weight": spec["adv_weight"]}),
             )
-            gen = build(name) if spec["kind"] == "anchor" else None
+            # The trainer seeds torch with `seed` and then builds a dleem generator: the same
+            # initial weights as `init` here. Anchors are built here, after the same seeding.
+            torch.manual_seed(seed)
+            init = build(name)
+            gen = copy.deepcopy(init) if spec["kind"] == "anchor" else None
             arch = {"name": spec["name"]} if gen is not None else None
+            curve = [{"step": 0, "elapsed_s": 0.0, **crop.score(crop.predict(init))}]
             load0 = os.getloadavg()[0]
             log.info("train %s seed %d (%.0f s, checkpoint every %d steps)", name, seed,
                      args.budget_s, every)
             t = time.perf_counter()
             res = train(data["workspace"], mdir, opts, generator=gen, arch=arch)
             wall = time.perf_counter() - t
-            curve = []
             for ck in sorted((mdir / "checkpoints").glob("step_*.pt")):
                 net, meta = load_checkpoint_ema(name, ck)
                 curve.append({**meta, **crop.score(crop.predict(net))})
@@ -541,6 +554,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _reach_text(seconds: float | None, budget_s: float) -> str:
+    if seconds is None:
+        return "not reached"
+    if seconds <= 0:
+        return "already at initialisation (0 s)"
+    return f"{seconds:.0f} s ({budget_s / seconds:.1f}x sooner)"
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -567,7 +588,8 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{t['psnr_mean']:.2f} ± {t['psnr_sd']:.2f}; {t['psnr_range']:.2f} | "
                      f"{t['ssim_mean']:.4f} ± {t['ssim_sd']:.4f}; {t['ssim_range']:.4f} |")
     lines.append("")
-    lines += ["Curves (training s -> PSNR dB / SSIM, EMA weights of each checkpoint):", ""]
+    lines += ["Curves (training s -> PSNR dB / SSIM, EMA weights of each checkpoint; 0 s ="
+              " initial weights):", ""]
     for run in results["runs"]:
         pts = ", ".join(f"{p['elapsed_s']:.0f}s {p['psnr_db']:.2f}/{p['ssim']:.3f}" for p in run["curve"])
         lines.append(f"- {run['model']} s{run['seed']} (load {run['load1_start']:.1f}->{run['load1_end']:.1f}): {pts}")
@@ -577,8 +599,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"### Time to the best anchor's final PSNR ({t['anchor']}, {t['target_psnr_db']:.2f} dB "
                   f"after {t['budget_s']:.0f} s)", ""]
         for name, times in t["dleem_reach_s"].items():
-            txt = ", ".join("not reached" if v is None else f"{v:.0f} s ({t['budget_s'] / v:.1f}x sooner)"
-                            for v in times)
+            txt = ", ".join(_reach_text(v, t["budget_s"]) for v in times)
             lines.append(f"- {name}: {txt}")
         lines.append("")
     if inf:

@@ -302,36 +302,45 @@ def acquire(
     std on a flat area of signal S is therefore ``gain sqrt(S / dose)`` (full-scale
     fraction), i.e. ∝ 1/sqrt(dwell time).
     """
-    s = np.clip(signal, 0, None).astype(np.float64)
-    if noise:
-        v = rng.poisson(s * dose).astype(np.float32) / np.float32(dose)
-        if read_noise > 0:
-            v += rng.normal(0, read_noise / max(gain, 1e-9), v.shape).astype(np.float32)
-        if line_noise > 0:
-            v += rng.normal(0, line_noise / max(gain, 1e-9), (v.shape[0], 1)).astype(np.float32)
-        if charging > 0:
-            _charging_streaks(v, s, charging, rng)
-    else:
-        v = s.astype(np.float32)
-    value = offset + gain * v
+    rows, cols = signal.shape
     vmax = 2**bits - 1
-    out = np.clip(np.rint(value * vmax), 0, vmax)
-    return out.astype(np.uint8 if bits == 8 else np.uint16)
-
-
-def _charging_streaks(v: np.ndarray, s: np.ndarray, amp: float, rng: np.random.Generator) -> None:
-    """Bright streaks that start at a random point and decay along the scan line."""
-    rows, cols = v.shape
-    n = max(1, int(rows / 256 * 3))
+    out = np.empty((rows, cols), np.uint8 if bits == 8 else np.uint16)
+    streaks = _streak_list(rows, cols, charging, rng) if noise and charging > 0 else []
     x = np.arange(cols)
-    for _ in range(n):
+    block = max(1, 4_000_000 // max(cols, 1))  # rows per block: bounded memory
+    for r0 in range(0, rows, block):
+        r1 = min(r0 + block, rows)
+        s = np.clip(signal[r0:r1], 0, None).astype(np.float64)
+        if noise:
+            v = rng.poisson(s * dose).astype(np.float32) / np.float32(dose)
+            if read_noise > 0:
+                v += rng.normal(0, read_noise / max(gain, 1e-9), v.shape).astype(np.float32)
+            if line_noise > 0:
+                v += rng.normal(0, line_noise / max(gain, 1e-9), (r1 - r0, 1)).astype(np.float32)
+            for sr0, sr1, c0, length, amp in streaks:
+                lo, hi = max(sr0, r0), min(sr1, r1)
+                if lo < hi:
+                    prof = np.where(x >= c0, amp * np.exp(-(x - c0) / length), 0.0)
+                    v[lo - r0 : hi - r0] += prof.astype(np.float32)
+        else:
+            v = s.astype(np.float32)
+        value = offset + gain * v
+        out[r0:r1] = np.clip(np.rint(value * vmax), 0, vmax)
+    return out
+
+
+def _streak_list(
+    rows: int, cols: int, amp: float, rng: np.random.Generator
+) -> list[tuple[int, int, int, float, float]]:
+    """Charging streaks: (row0, row1, start column, decay length px, amplitude)."""
+    out = []
+    for _ in range(max(1, int(rows / 256 * 3))):
         r0 = int(rng.integers(0, rows))
         h = int(rng.integers(1, 4))
         c0 = int(rng.integers(0, cols))
-        length = rng.uniform(0.05, 0.4) * cols
-        a = amp * rng.uniform(0.5, 1.0)
-        prof = np.where(x >= c0, a * np.exp(-(x - c0) / length), 0).astype(np.float32)
-        v[r0 : r0 + h] += prof
+        length = float(rng.uniform(0.05, 0.4) * cols)
+        out.append((r0, r0 + h, c0, length, float(amp * rng.uniform(0.5, 1.0))))
+    return out
 
 
 def add_databar(img: np.ndarray, rows: int, text: str) -> np.ndarray:

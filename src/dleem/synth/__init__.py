@@ -96,13 +96,51 @@ def generate(
     """
     params = SynthParams.from_dict({**(params or SynthParams()).to_dict(), **overrides})
     params.validate()
+    with _Progress(params) as bar:
+        return _generate(out_dir, params, bar)
+
+
+class _Progress:
+    """Progress over the rendered pixels (LR then HR), on the shared display."""
+
+    def __init__(self, params: SynthParams) -> None:
+        from dleem.progress import make_progress
+
+        rows, cols = params.lr_shape_
+        hr_rows, hr_cols = params.hr_shape_
+        self.total = rows * cols + params.regions * hr_rows * hr_cols
+        self.bar = make_progress()
+        self.task = None
+
+    def __enter__(self) -> _Progress:
+        from rich.errors import LiveError
+
+        try:
+            self.bar.__enter__()
+        except LiveError:  # a caller's display is already live: stay quiet
+            self.bar = None
+            return self
+        self.task = self.bar.add_task("synth: rendering", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n)
+
+
+def _generate(out_dir: str | PathLike[str] | None, params: SynthParams, bar: _Progress) -> SynthResult:
     t0 = time.perf_counter()
     regions = plan_regions(params)
     spec = build_specimen(params.specimen, params.seed, specimen_extent(params))
     log.debug("synth: specimen of %d grains in %.1f s", spec.n_grains, time.perf_counter() - t0)
     t0 = time.perf_counter()
     lr_sig = render(spec, lr_pixel_to_phys(params), params.lr_shape_,
-                    blur_sigma_px=params.lr_blur_sigma_px, supersample=params.lr_supersample)
+                    blur_sigma_px=params.lr_blur_sigma_px, supersample=params.lr_supersample,
+                    on_tile=bar.advance)
     log.debug("synth: LR rendered in %.1f s", time.perf_counter() - t0)
     lr = acquire(lr_sig, dose=params.lr_dose, gain=params.lr_gain, offset=params.lr_offset,
                  bits=params.bits, noise=params.noise, read_noise=params.read_noise,
@@ -114,7 +152,7 @@ def generate(
     hrs = []
     for i, reg in enumerate(regions):
         sig = render(spec, reg.hr_to_phys, reg.shape, blur_sigma_px=reg.blur_sigma_px,
-                     supersample=params.hr_supersample)
+                     supersample=params.hr_supersample, on_tile=bar.advance)
         hrs.append(acquire(sig, dose=reg.dose, gain=reg.gain, offset=reg.offset,
                            bits=params.bits, noise=params.noise, read_noise=params.read_noise,
                            line_noise=params.line_noise, charging=params.charging,

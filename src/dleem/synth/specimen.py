@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 
@@ -455,6 +456,7 @@ def render(
     supersample: int | None = None,
     tile: int = 512,
     threads: int | None = None,
+    on_tile: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Render the noise-free BSE signal (0-1) of `spec` on a pixel grid.
 
@@ -471,6 +473,8 @@ def render(
     supersample : int, optional
         Point samples per output pixel along each axis (0 or None: the specimen's
         `supersample`, else chosen from the blur by `auto_supersample`).
+    on_tile : callable, optional
+        Called with the number of output pixels after each tile (progress display).
 
     Returns
     -------
@@ -493,6 +497,8 @@ def render(
                                          s, sigma)[halo * s or None: (-halo * s) or None,
                                                    halo * s or None: (-halo * s) or None].reshape(
             r1 - r0, s, c1 - c0, s).mean(axis=(1, 3))
+        if on_tile is not None:
+            on_tile((r1 - r0) * (c1 - c0))
 
     n_threads = threads or min(os.cpu_count() or 1, 4)
     if n_threads > 1 and len(boxes) > 1:

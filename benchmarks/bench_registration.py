@@ -56,9 +56,8 @@ SCENARIOS = [
     ("r8 noise off", 8.0, {"noise": False}),
     ("r4 LR blur x2", 4.0, {"lr_blur_sigma_px": 1.6}),
     ("r8 LR blur x2", 8.0, {"lr_blur_sigma_px": 1.6}),
-    ("r4 high dose", 4.0, HIGH),
-    ("r8 high dose", 8.0, HIGH),
 ]
+EXTRA = [("r4 high dose", 4.0, HIGH), ("r8 high dose", 8.0, HIGH)]  # --extra
 
 
 def case(name: str, ratio: float, extra: dict, i: int, *, hr_size: int = 1024,
@@ -108,7 +107,7 @@ def accuracy(args, lines: list[str]) -> None:
     lines.append(head)
     lines.append("|" + "---|" * (head.count("|") - 1))
     summary = {}
-    for name, ratio, extra in SCENARIOS:
+    for name, ratio, extra in SCENARIOS + (EXTRA if args.extra else []):
         if args.only and not any(o in name for o in args.only):
             continue
         errs = {m: [] for m in methods}
@@ -253,6 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="run scenarios whose name contains one of these")
     ap.add_argument("--parts", default="accuracy,robustness,timing")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--extra", action="store_true", help="also the high-dose scenarios")
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -119,35 +119,42 @@ class _BlurredHR:
         self.sigma2 = sigma2
         self.img = img
 
-    def sample(self, X: np.ndarray, Y: np.ndarray, with_lap: bool, sel: np.ndarray):
-        """Values, HR-px gradients (and Laplacian) at HR coordinates X, Y (2-D float32).
+    def sample(self, X: np.ndarray, Y: np.ndarray, jac: np.ndarray, with_lap: bool, sel: np.ndarray):
+        """Model value, HR-px gradient (and HR Laplacian) at HR coordinates X, Y (2-D float32).
 
-        Bilinear samples at the point and at +-1 px along each axis give the value, the
-        central-difference gradient and the 5-point Laplacian of the (well-sampled) blurred
-        image: five small remaps instead of filtering the whole HR image three more times.
-        Returns flat arrays of the pixels selected by the flat boolean ``sel``.
+        One bilinear remap onto the (LR-level) sampling grid; the derivatives come from
+        central differences on that grid, converted to HR px with ``jac`` (d(X, Y)/d(col, row)
+        of the grid). The blurred model is smooth at the grid spacing, so these derivatives
+        are accurate to a few %, which only affects the Gauss-Newton step length, not the
+        fixed point. Returns flat arrays of the pixels selected by the flat boolean ``sel``.
         """
         u = X if self.d == 1 else (X / np.float32(self.d)).astype(np.float32)
         v = Y if self.d == 1 else (Y / np.float32(self.d)).astype(np.float32)
-
-        def at(uu: np.ndarray, vv: np.ndarray) -> np.ndarray:
-            out = cv2.remap(self.img, uu, vv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).ravel()[sel]
-            if _REMAP_QUANTISED:  # OpenCV < 5 rounds coordinates to 1/32 px
-                return out, uu.ravel()[sel], vv.ravel()[sel]
-            return out, None, None
-
-        one = np.float32(1.0)
-        c, us, vs = at(u, v)
-        xp, *_ = at(u + one, v)
-        xm, *_ = at(u - one, v)
-        yp, *_ = at(u, v + one)
-        ym, *_ = at(u, v - one)
-        gx = 0.5 * (xp - xm)
-        gy = 0.5 * (yp - ym)
-        if _REMAP_QUANTISED:
-            c = c + gx * (us - np.round(us * _TAB) / _TAB) + gy * (vs - np.round(vs * _TAB) / _TAB)
-        lap = (xp + xm + yp + ym - 4.0 * c) / (self.d * self.d) if with_lap else None
-        return c, gx / self.d, gy / self.d, lap
+        g = cv2.remap(self.img, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        dc = np.empty_like(g)
+        dr = np.empty_like(g)
+        dc[:, 1:-1] = 0.5 * (g[:, 2:] - g[:, :-2])
+        dc[:, 0] = g[:, 1] - g[:, 0]
+        dc[:, -1] = g[:, -1] - g[:, -2]
+        dr[1:-1] = 0.5 * (g[2:] - g[:-2])
+        dr[0] = g[1] - g[0]
+        dr[-1] = g[-1] - g[-2]
+        inv = np.linalg.inv(jac).astype(np.float32)  # d(col, row)/d(X, Y)
+        dcs, drs = dc.ravel()[sel], dr.ravel()[sel]
+        gx = dcs * inv[0, 0] + drs * inv[1, 0]
+        gy = dcs * inv[0, 1] + drs * inv[1, 1]
+        val = g.ravel()[sel]
+        if _REMAP_QUANTISED:  # OpenCV < 5 rounds coordinates to 1/32 px: first-order fix
+            us, vs = u.ravel()[sel], v.ravel()[sel]
+            du = (us - np.round(us * _TAB) / _TAB) * self.d
+            dv = (vs - np.round(vs * _TAB) / _TAB) * self.d
+            val = val + gx * du + gy * dv
+        lap = None
+        if with_lap:
+            lp = np.zeros_like(g)
+            lp[1:-1, 1:-1] = g[1:-1, 2:] + g[1:-1, :-2] + g[2:, 1:-1] + g[:-2, 1:-1] - 4.0 * g[1:-1, 1:-1]
+            lap = lp.ravel()[sel] / np.float32(abs(np.linalg.det(jac)))
+        return val, gx, gy, lap
 
 
 def _box_gauss_kernel(width: float, sigma: float) -> np.ndarray:
@@ -159,6 +166,18 @@ def _box_gauss_kernel(width: float, sigma: float) -> np.ndarray:
     k = np.arange(-int(math.ceil(half + 4 * sig)), int(math.ceil(half + 4 * sig)) + 1, dtype=np.float64)
     w = ndtr((k + half) / sig) - ndtr((k - half) / sig)
     return (w / w.sum()).astype(np.float32).reshape(-1, 1)
+
+
+def _levels(start: int) -> list[int]:
+    """Pyramid reduction factors, coarse to fine: steps of 4, then 2 and 1 (e.g. 10, 2, 1)."""
+    f = max(1, int(start))
+    out = [f]
+    while f > 2:
+        f = max(2, f // 4)
+        out.append(f)
+    if out[-1] != 1:
+        out.append(1)
+    return out
 
 
 def _robust_weights(r: np.ndarray, kind: str | None) -> np.ndarray:
@@ -252,13 +271,7 @@ def refine(
     s = float(blur_sigma_lr_px) if fix_blur else float(initial_blur)
     blurred = _BlurredHR(hr_f)
     total_it = 0
-    levels = []
-    f = max(1, int(start_level))
-    while True:
-        levels.append(f)
-        if f == 1:
-            break
-        f = max(1, f // 2)
+    levels = _levels(start_level)
 
     first_valid = None
     result = None
@@ -294,26 +307,35 @@ def refine(
             Pf = P.astype(np.float32)
             X = Pf[0, 0] * xn + Pf[0, 1] * yn + Pf[0, 2]
             Y = Pf[1, 0] * xn + Pf[1, 1] * yn + Pf[1, 2]
-            margin = 3.0 * math.sqrt(sigma2 + ratio * ratio / 12.0) + 1.0
-            inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
-            valid = inside.ravel() & ok
-            if hr_ok is not None:
-                hv = cv2.remap(hr_ok, X, Y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                valid &= hv.ravel() > 0
+            if it <= 2:
+                # The pixel set is frozen after two iterations: a pixel flickering across the
+                # margin would otherwise make Gauss-Newton cycle. The margin keeps the blur
+                # kernel (3 sigma) inside the HR image, plus slack for the last moves.
+                if final:  # box of one LR pixel + 3 sigma of the Gaussian + 1 HR px of slack
+                    margin = 0.5 * ratio + 3.0 * math.sqrt(sigma2) + 1.0
+                else:
+                    margin = 3.0 * math.sqrt(sigma2) + 1.0 + 0.5 * ratio * f
+                inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
+                valid = inside.ravel() & ok
+                if hr_ok is not None:
+                    hv = cv2.remap(hr_ok, X, Y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                    valid &= hv.ravel() > 0
             nv = int(valid.sum())
             if first_valid is None:
                 first_valid = nv
             if nv < 16:
                 raise RegistrationError("refinement diverged: the region left the LR/HR overlap")
-            val, gx, gy, lap = blurred.sample(X, Y, fit_blur, valid)
+            jac = P[:, :2] * (f / sc)  # d(X, Y)/d(col, row) of the level grid
+            val, gx, gy, lap = blurred.sample(X, Y, jac, fit_blur, valid)
             if fit_blur:
                 # model at the current s from the blurred image at blurred.sigma2 (heat equation)
                 val = val + 0.5 * (sigma2 - blurred.sigma2) * lap
             L = lev_v[valid]
-            if not gain_init:
-                A = np.stack([val, np.ones_like(val)], axis=1).astype(np.float64)
-                sol, *_ = np.linalg.lstsq(A, L.astype(np.float64), rcond=None)
-                gain, offset = float(sol[0]), float(sol[1])
+            if not gain_init:  # linear least squares for gain and offset at this geometry
+                mv, ml = float(val.mean(dtype=np.float64)), float(L.mean(dtype=np.float64))
+                cvv = float(np.dot(val - mv, val - mv))
+                gain = float(np.dot(val - mv, L - ml)) / cvv if cvv > 0 else 1.0
+                offset = ml - gain * mv
                 gain_init = True
             model = gain * val + offset
             r = L - model

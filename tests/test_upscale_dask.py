@@ -50,3 +50,40 @@ def test_dask_cluster_matches_local_path(tmp_path, cluster):
                       device="cpu", dask_scheduler=cluster.scheduler_address)
     d = np.abs(np.asarray(zarr.open_group(str(sr))["0"]).astype(int) - local.astype(int))
     assert d.max() <= 1 and (d > 0).mean() < 1e-3
+
+
+def test_dask_run_resumes_without_recomputing(tmp_path, cluster):
+    from dleem.models import load_model
+    from dleem.upscale import distributed as dist
+    from dleem.upscale import stream, upscale_array, upscale_file
+
+    model_dir = _make_model(tmp_path / "model")
+    img = _image((64, 96), np.uint8, seed=6)
+    src = _write_tif(tmp_path / "LR.tif", img)
+    out = tmp_path / "SR.tif"
+    m = load_model(model_dir)
+    orig = m.generator.forward
+    calls: list[int] = []
+
+    def failing(x):
+        if len(calls) >= 3:
+            raise RuntimeError("worker lost (simulated)")
+        calls.append(1)
+        return orig(x)
+
+    dist._CACHE.clear()
+    dist._CACHE[(str(model_dir.resolve()), "cpu")] = m  # the (threaded) workers' model
+    m.generator.forward = failing
+    with pytest.raises(RuntimeError, match="simulated"):
+        upscale_file(src, model_dir, out, tile=32, device="cpu", dask_scheduler=cluster.scheduler_address)
+    assert not out.exists()
+    done = (stream.work_store_path(out) / stream.PROGRESS_FILE).read_text().split()
+    assert 1 <= len(done) <= 3
+    calls.clear()
+    m.generator.forward = lambda x: (calls.append(1), orig(x))[1]
+    upscale_file(src, model_dir, out, tile=32, device="cpu", dask_scheduler=cluster.scheduler_address,
+                 resume=True)
+    assert len(calls) == 6 - len(done)  # 2 x 3 blocks
+    d = np.abs(tifffile.imread(out).astype(int) - upscale_array(img, m, device="cpu").astype(int))
+    assert d.max() <= 1 and (d > 0).mean() < 1e-3
+    dist._CACHE.clear()

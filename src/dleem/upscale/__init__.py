@@ -315,7 +315,8 @@ def upscale_file(
         log.info("dask: tile raised to %d LR px (>= the halo)", tile)
     out.parent.mkdir(parents=True, exist_ok=True)
     identity = {**_input_identity(src, (h, w), lr.dtype), **_model_identity(model_dir),
-                "scale": k, "tile": tile, "halo_lr_px": int(model.halo_lr_px)}
+                "scale": k, "tile": tile, "halo_lr_px": int(model.halo_lr_px),
+                "executor": "dask" if dask_scheduler else "local"}
     work = stream.work_store_path(out)
     tmp_tiff: Path | None = None
     try:
@@ -333,7 +334,9 @@ def upscale_file(
         grid = TileGrid((h, w), tile, int(model.halo_lr_px))
         t0 = time.perf_counter()
         if dask_scheduler:
-            info = _run_dask(src, lr, model_dir, store, tile=tile, device=device, address=dask_scheduler)
+            info = _run_dask(src, lr, model_dir, store, tile=tile, device=device, address=dask_scheduler,
+                             done=done)
+            store.close()
         else:
             total = k * k * h * w
             done_px = sum(k * k * int(np.prod(grid[i].core_shape)) for i in done)
@@ -418,21 +421,34 @@ def _dtype_max(dtype: Any) -> float:
     return float(np.iinfo(dt).max) if np.issubdtype(dt, np.integer) else 1.0
 
 
+def _store_block(block: np.ndarray, target: Any, region: tuple[slice, slice], index: int) -> int:
+    """Runs on a worker: write one SR block into the work store, return its index."""
+    target[region] = block
+    return index
+
+
 def _run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, device: str,
-              address: str) -> dict[str, Any]:
-    """Tiles on a dask.distributed cluster; a non-zarr input is first copied to zarr."""
+              address: str, done: set[int]) -> dict[str, Any]:
+    """Tiles on a dask.distributed cluster; a non-zarr input is first copied to zarr.
+
+    Each dask block (one tile) is stored by the worker that computed it, and recorded as
+    finished by the client as it completes, so ``--resume`` skips it.
+    """
+    import dask
     import dask.array as da
     import zarr
-    from distributed import Client
+    from distributed import Client, as_completed
 
     if isinstance(lr, zarr.Array) and src.is_dir():
         arr = da.from_zarr(lr)
     else:
         staged = store.path / "input-lr"
         if not staged.exists():
-            z = zarr.create_array(str(staged), shape=lr.shape, dtype=lr.dtype, chunks=(tile, tile), overwrite=True)
+            tmp = store.path / "input-lr.tmp"
+            z = zarr.create_array(str(tmp), shape=lr.shape, dtype=lr.dtype, chunks=(tile, tile), overwrite=True)
             for r0 in range(0, lr.shape[0], tile):
                 z[r0:r0 + tile] = np.asarray(lr[r0:r0 + tile])
+            os.replace(tmp, staged)
         arr = da.from_zarr(str(staged))
     try:
         client = Client(address, timeout="20s")
@@ -440,6 +456,23 @@ def _run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, devi
         raise DleemError(f"cannot reach the dask scheduler at {address} ({error})") from None
     with client:
         sr = upscale_dask(arr, str(model_dir), tile=tile, device=device)
-        da.store(sr, store.level0, lock=False, compute=True)
+        ys = np.concatenate([[0], np.cumsum(sr.chunks[0])])
+        xs = np.concatenate([[0], np.cumsum(sr.chunks[1])])
+        nby, nbx = sr.numblocks
+        tasks, sizes = [], {}
+        for i in range(nby):
+            for j in range(nbx):
+                index = i * nbx + j
+                sizes[index] = int((ys[i + 1] - ys[i]) * (xs[j + 1] - xs[j]))
+                if index in done:
+                    continue
+                region = (slice(int(ys[i]), int(ys[i + 1])), slice(int(xs[j]), int(xs[j + 1])))
+                tasks.append(dask.delayed(_store_block)(sr.blocks[i, j], store.level0, region, index))
+        total = int(sr.shape[0] * sr.shape[1])
+        with _Progress(total, sum(sizes[i] for i in done if i in sizes), "upscale (dask)") as bar:
+            for future in as_completed(client.compute(tasks)):
+                index = future.result()
+                store.mark_done(index)
+                bar.advance(sizes[index])
     shutil.rmtree(store.path / "input-lr", ignore_errors=True)
-    return {"tiles": int(np.prod(sr.numblocks)), "device": f"dask {address}", "precision": "fp32"}
+    return {"tiles": len(tasks), "device": f"dask {address}", "precision": "fp32"}

@@ -27,9 +27,9 @@ from dleem.registration.transform import AffineMap, scale_map
 log = logging.getLogger(__name__)
 
 #: A coarse peak must reach this normalised cross-correlation ...
-MIN_PEAK = 0.3
+MIN_PEAK = 0.4
 #: ... and exceed the best peak outside its main lobe by this factor.
-MIN_DISTINCTNESS = 1.25
+MIN_DISTINCTNESS = 1.3
 
 
 @dataclass
@@ -191,26 +191,40 @@ def _distinctness(c: np.ndarray, iy: int, ix: int, peak: float) -> float:
     return float(peak / max(second, 0.05))
 
 
-def _template_direct(hr: np.ndarray, q: float, angle: float) -> tuple[np.ndarray, AffineMap]:
-    """HR reduced by q (HR px per reduced px), rotated by angle, cropped to its inscribed box.
+def _inscribed(tw: int, th: int, angle: float) -> tuple[int, int]:
+    """Largest centred axis-aligned box (same aspect) inside a tw x th box rotated by angle."""
+    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    alpha = min(tw / (tw * c + th * s), th / (tw * s + th * c))
+    return max(4, int(math.floor(alpha * tw)) - 1), max(4, int(math.floor(alpha * th)) - 1)
 
-    Returns the template and the map HR px -> template px.
+
+def _template_direct(
+    hr: np.ndarray, q: float, angle: float, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, AffineMap]:
+    """HR reduced by q (HR px per reduced px), rotated by angle, centre-cropped.
+
+    The crop is ``size`` (cols, rows) when given (one size for all candidates: one set of
+    running sums), else the inscribed box. Returns the template and the HR px -> template map.
     """
     h, w = hr.shape
     tw, th = max(4, int(round(w / q))), max(4, int(round(h / q)))
     t0 = cv2.resize(hr, (tw, th), interpolation=cv2.INTER_AREA)
     sx, sy = tw / w, th / h
-    to_t0 = AffineMap(np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]]))
-    if angle == 0.0:
-        return t0, to_t0
-    rot = AffineMap.from_params(1.0, angle, center=((tw - 1) / 2.0, (th - 1) / 2.0))
-    t1 = cv2.warpAffine(t0, rot.matrix, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
-    alpha = min(tw / (tw * c + th * s), th / (tw * s + th * c))
-    cw, ch = max(4, int(math.floor(alpha * tw)) - 1), max(4, int(math.floor(alpha * th)) - 1)
+    m = AffineMap(np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]]))
+    t = t0
+    if angle != 0.0:
+        rot = AffineMap.from_params(1.0, angle, center=((tw - 1) / 2.0, (th - 1) / 2.0))
+        t = cv2.warpAffine(t0, rot.matrix, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        m = rot @ m
+    if size is None:
+        if angle == 0.0:
+            return t0, m
+        size = _inscribed(tw, th, angle)
+    cw, ch = size
+    cw, ch = min(cw, tw), min(ch, th)
     x0, y0 = (tw - cw) // 2, (th - ch) // 2
     crop = AffineMap(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]))
-    return t1[y0 : y0 + ch, x0 : x0 + cw], crop @ rot @ to_t0
+    return t[y0 : y0 + ch, x0 : x0 + cw], crop @ m
 
 
 def _candidates(max_abs: float, step: float) -> np.ndarray:
@@ -228,7 +242,7 @@ def locate(
     hr_mask: np.ndarray | None = None,
     scale_range: float = 0.15,
     rotation_range_deg: float | None = None,
-    template_px: int = 24,
+    template_px: int = 32,
     min_peak: float = MIN_PEAK,
     min_distinctness: float = MIN_DISTINCTNESS,
 ) -> CoarseResult:
@@ -275,13 +289,18 @@ def locate(
     if hr_f.shape[0] / ratio > lr_a.shape[0] * 1.05 or hr_f.shape[1] / ratio > lr_a.shape[1] * 1.05:
         raise RegistrationError("HR region is larger than the LR image at this ratio")
     level = max(1, int(side_lr // template_px))
-    lr_red = reduce_image(lr_a, level)
+    # Large reductions read every `stride`-th LR pixel only (the pixel-area average over the
+    # rest of a coarse pixel changes nothing at this scale, and reading 64 MB costs time).
+    stride = 4 if level >= 16 else 2 if level >= 8 else 1
+    level -= level % stride
+    lr_red = reduce_image(lr_a[::stride, ::stride] if stride > 1 else lr_a, level // stride)
     invalid = None
     if lr_mask is not None:
         m = np.asarray(lr_mask, dtype=bool)
         if m.shape != lr_a.shape:
             raise RegistrationError(f"lr_mask shape {m.shape} differs from LR shape {lr_a.shape}")
-        keep = reduce_image(m.view(np.uint8), level) > 0.999
+        ms = m[::stride, ::stride] if stride > 1 else m
+        keep = reduce_image(ms.view(np.uint8), level // stride) > 0.999
         invalid = ~keep
         if keep.any():
             lr_red = lr_red.copy()
@@ -341,7 +360,9 @@ def locate(
             "flat, periodic or absent region"
         )
     shift = AffineMap(np.array([[1.0, 0.0, px], [0.0, 1.0, py]]))
-    to_lr = scale_map(level).inverse()
+    # reduced pixel i covers strided samples k*i ... k*i+k-1 (k = level/stride), i.e. LR
+    # pixels stride*(k*i) ... : its centre is LR level*i + (level - stride)/2.
+    to_lr = AffineMap(np.array([[level, 0.0, (level - stride) / 2.0], [0.0, level, (level - stride) / 2.0]]))
     return CoarseResult(
         hr_to_lr=to_lr @ shift @ hr_to_t,
         ncc_peak=float(peak),

@@ -126,34 +126,31 @@ class _BlurredHR:
         central differences on that grid, converted to HR px with ``jac`` (d(X, Y)/d(col, row)
         of the grid). The blurred model is smooth at the grid spacing, so these derivatives
         are accurate to a few %, which only affects the Gauss-Newton step length, not the
-        fixed point. Returns flat arrays of the pixels selected by the flat boolean ``sel``.
+        fixed point. Returns flat arrays of the pixels whose flat indices are ``sel``.
         """
         u = X if self.d == 1 else (X / np.float32(self.d)).astype(np.float32)
         v = Y if self.d == 1 else (Y / np.float32(self.d)).astype(np.float32)
         g = cv2.remap(self.img, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        dc = np.empty_like(g)
-        dr = np.empty_like(g)
-        dc[:, 1:-1] = 0.5 * (g[:, 2:] - g[:, :-2])
-        dc[:, 0] = g[:, 1] - g[:, 0]
-        dc[:, -1] = g[:, -1] - g[:, -2]
-        dr[1:-1] = 0.5 * (g[2:] - g[:-2])
-        dr[0] = g[1] - g[0]
-        dr[-1] = g[-1] - g[-2]
+        h, w = g.shape
+        last = h * w - 1
+        val = g.take(sel)
+        xp = g.take(np.minimum(sel + 1, last))
+        xm = g.take(np.maximum(sel - 1, 0))
+        yp = g.take(np.minimum(sel + w, last))
+        ym = g.take(np.maximum(sel - w, 0))
+        dcs = 0.5 * (xp - xm)
+        drs = 0.5 * (yp - ym)
         inv = np.linalg.inv(jac).astype(np.float32)  # d(col, row)/d(X, Y)
-        dcs, drs = dc.ravel()[sel], dr.ravel()[sel]
         gx = dcs * inv[0, 0] + drs * inv[1, 0]
         gy = dcs * inv[0, 1] + drs * inv[1, 1]
-        val = g.ravel()[sel]
+        lap = None
+        if with_lap:
+            lap = (xp + xm + yp + ym - 4.0 * val) / np.float32(abs(np.linalg.det(jac)))
         if _REMAP_QUANTISED:  # OpenCV < 5 rounds coordinates to 1/32 px: first-order fix
-            us, vs = u.ravel()[sel], v.ravel()[sel]
+            us, vs = u.take(sel), v.take(sel)
             du = (us - np.round(us * _TAB) / _TAB) * self.d
             dv = (vs - np.round(vs * _TAB) / _TAB) * self.d
             val = val + gx * du + gy * dv
-        lap = None
-        if with_lap:
-            lp = np.zeros_like(g)
-            lp[1:-1, 1:-1] = g[1:-1, 2:] + g[1:-1, :-2] + g[2:, 1:-1] + g[:-2, 1:-1] - 4.0 * g[1:-1, 1:-1]
-            lap = lp.ravel()[sel] / np.float32(abs(np.linalg.det(jac)))
         return val, gx, gy, lap
 
 
@@ -320,17 +317,18 @@ def refine(
                 if hr_ok is not None:
                     hv = cv2.remap(hr_ok, X, Y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
                     valid &= hv.ravel() > 0
-            nv = int(valid.sum())
+                idx = np.flatnonzero(valid)
+            nv = int(idx.size)
             if first_valid is None:
                 first_valid = nv
             if nv < 16:
                 raise RegistrationError("refinement diverged: the region left the LR/HR overlap")
             jac = P[:, :2] * (f / sc)  # d(X, Y)/d(col, row) of the level grid
-            val, gx, gy, lap = blurred.sample(X, Y, jac, fit_blur, valid)
+            val, gx, gy, lap = blurred.sample(X, Y, jac, fit_blur, idx)
             if fit_blur:
                 # model at the current s from the blurred image at blurred.sigma2 (heat equation)
                 val = val + 0.5 * (sigma2 - blurred.sigma2) * lap
-            L = lev_v[valid]
+            L = lev_v.take(idx)
             if not gain_init:  # linear least squares for gain and offset at this geometry
                 mv, ml = float(val.mean(dtype=np.float64)), float(L.mean(dtype=np.float64))
                 cvv = float(np.dot(val - mv, val - mv))
@@ -340,7 +338,7 @@ def refine(
             model = gain * val + offset
             r = L - model
             w = _robust_weights(r, robust) if robust is not None else None
-            x_, y_ = xnf[valid], ynf[valid]
+            x_, y_ = xnf.take(idx), ynf.take(idx)
             npar = 9 if fit_blur else 8
             # [J | r] in one array: one matrix product gives J'J, J'r (a single GEMM is far
             # faster than GEMM + GEMV here).

@@ -150,3 +150,15 @@ def test_real_core_finds_the_translation_on_the_other_grid(scene, tmp_path):
     err = corners @ found.T - corners @ true.T
     assert np.sqrt((err**2).sum(axis=1).mean()) < 0.05
     assert second["status"] == "skipped" and second["hr_to_lr"] is None
+
+
+def test_qc_helpers_pick_edges_and_alternate_squares():
+    from dleem import qc
+
+    img = np.zeros((100, 120))
+    img[60:, 80:] = 1.0  # one corner with edges, the rest flat
+    r, c = qc.busiest_window(img, 20)
+    assert 40 <= r <= 60 and 60 <= c <= 80  # the window straddles the corner at (60, 80)
+    board = qc.checkerboard(np.zeros((8, 8)), np.ones((8, 8)), 4)
+    assert board[0, 0] == 0 and board[0, 4] == 1 and board[4, 4] == 0
+    assert qc.nice_length(37.0) == 20.0 and qc.nice_length(0.8) == 0.5

@@ -177,3 +177,28 @@ def test_texture_is_deterministic():
     a = texture((64, 64), seed=1)
     assert np.array_equal(a, texture((64, 64), seed=1))
     assert 0.0 <= a.min() and a.max() <= 1.0
+
+
+class _Lazy:
+    """An array-like that only supports what a lazy (zarr/dask/memmap) image supports."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+        self.shape, self.dtype, self.ndim = a.shape, a.dtype, a.ndim
+        self.reads = 0
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return self._a[key]
+
+    def __array__(self, dtype=None, copy=None):
+        self.reads += 1
+        return self._a if dtype is None else self._a.astype(dtype)
+
+
+def test_lazy_lr_input_and_uint8():
+    p = _pair(rotation_deg=2.0, dtype=np.uint8)
+    lazy = _Lazy(p.lr)
+    res = register_region(lazy, p.hr, 4.0)
+    assert lazy.reads >= 1
+    assert res.hr_to_lr.corners_rms_error(p.hr_to_lr, p.hr.shape) < 0.01

@@ -57,6 +57,8 @@ _REMAP_QUANTISED = _remap_is_quantised()
 #: Extra smoothing (reduced px) at coarse pyramid levels: widens the capture range.
 COARSE_SMOOTHING = 0.8
 DEFAULT_BLUR = 0.75
+#: Pixels whose blur kernel reaches this many Gaussian sigmas beyond the HR edge are unused.
+MARGIN_SIGMAS = 3.0
 
 
 @dataclass
@@ -309,7 +311,7 @@ def refine(
                 # margin would otherwise make Gauss-Newton cycle. The margin keeps the blur
                 # kernel (3 sigma) inside the HR image, plus slack for the last moves.
                 if final:  # box of one LR pixel + 3 sigma of the Gaussian + 1 HR px of slack
-                    margin = 0.5 * ratio + 3.0 * math.sqrt(sigma2) + 1.0
+                    margin = 0.5 * ratio + MARGIN_SIGMAS * math.sqrt(sigma2) + 1.0
                 else:
                     margin = 3.0 * math.sqrt(sigma2) + 1.0 + 0.5 * ratio * f
                 inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)

@@ -108,33 +108,32 @@ class _Correlator:
         padded = np.zeros((self.dh, self.dw), np.float32)
         padded[: self.h, : self.w] = image - float(image.mean())
         self.spec = cv2.dft(padded)
-        centred = image.astype(np.float64) - float(image.mean())
-        self.s1, self.s2 = cv2.integral2(centred, sdepth=cv2.CV_64F)
-        self.bad = None
-        if invalid is not None:
-            self.bad = cv2.integral(invalid.astype(np.float64), sdepth=cv2.CV_64F)
+        # Running sums (Lewis' local normalisation) by OpenCV's box filter (a running-sum
+        # implementation) on the mean-centred image: float32 is ample after centring.
+        self.centred = (image - np.float32(image.mean())).astype(np.float32)
+        self.sq = self.centred * self.centred
+        self.bad = None if invalid is None else invalid.astype(np.float32)
         self._norm: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def _sum(self, img: np.ndarray, th: int, tw: int) -> np.ndarray:
+        out = cv2.boxFilter(img, -1, (tw, th), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        return out[: self.h - th + 1, : self.w - tw + 1]
 
     def _denominator(self, th: int, tw: int) -> tuple[np.ndarray, np.ndarray | None]:
         """sqrt of the image's local variance sum over each window, and the bad-window mask."""
         key = (th, tw)
         if key not in self._norm:
             n = th * tw
-            s1 = self._box(self.s1, th, tw)
-            s2 = self._box(self.s2, th, tw)
-            var = s2 - s1 * s1 / n
+            s1 = self._sum(self.centred, th, tw)
+            var = self._sum(self.sq, th, tw) - s1 * s1 / np.float32(n)
             top = float(np.max(var)) if var.size else 0.0
             sd = np.sqrt(np.maximum(var, 0.0))
-            sd[var <= max(top, 1e-30) * 1e-6] = np.inf
+            sd[var <= max(top, 1e-30) * 1e-5] = np.inf
             bad = None
             if self.bad is not None:
-                bad = self._box(self.bad, th, tw) / n > 0.05
+                bad = self._sum(self.bad, th, tw) / n > 0.05
             self._norm[key] = (sd, bad)
         return self._norm[key]
-
-    @staticmethod
-    def _box(ii: np.ndarray, th: int, tw: int) -> np.ndarray:
-        return ii[th:, tw:] - ii[:-th, tw:] - ii[th:, :-tw] + ii[:-th, :-tw]
 
     def ncc(self, templ: np.ndarray) -> np.ndarray:
         """TM_CCOEFF_NORMED map (valid positions, top-left anchored); -1 where undefined."""

@@ -162,7 +162,7 @@ def _box_gauss_kernel(width: float, sigma: float) -> np.ndarray:
 
     sig = max(sigma, 0.3)
     half = 0.5 * width
-    k = np.arange(-int(math.ceil(half + 4 * sig)), int(math.ceil(half + 4 * sig)) + 1, dtype=np.float64)
+    k = np.arange(-int(math.ceil(half + 3.5 * sig)), int(math.ceil(half + 3.5 * sig)) + 1, dtype=np.float64)
     w = ndtr((k + half) / sig) - ndtr((k - half) / sig)
     return (w / w.sum()).astype(np.float32).reshape(-1, 1)
 
@@ -214,7 +214,7 @@ def refine(
     max_iterations: int = 50,
     blur_sigma_lr_px: float | None = None,
     initial_blur: float = DEFAULT_BLUR,
-    tolerance_lr_px: float = 1e-4,
+    tolerance_lr_px: float = 3e-4,
 ) -> RefineResult:
     """Refine an HR -> LR map by Gauss-Newton on the degraded-HR vs LR grey-level difference.
 

@@ -40,7 +40,7 @@ from scipy.special import ndtri
 
 from dleem.errors import DleemError
 from dleem.synth.fields import WaveField, evaluate_on_grid, make_field
-from dleem.synth.raster import fill_polygon
+from dleem.synth.raster import polygon_coverage
 
 # Mineral codes and their BSE signal (0 = no backscatter, 1 = saturating).
 QUARTZ, KFELDSPAR, PLAGIOCLASE, LITHIC, MICA, HEAVY = range(6)
@@ -272,7 +272,7 @@ def _make_fields(rng: np.random.Generator, p: SpecimenParams) -> dict[str, WaveF
     f = {
         "clay": make_field(rng, (0.15 * g, 0.8 * g), 48, slope=0.5),
         "cement": make_field(rng, (0.3 * g, 1.5 * g), 48, slope=0.5),
-        "micro": make_field(rng, (0.5, 3.0), 96, slope=0.4),
+        "micro": make_field(rng, (1.2, 4.0), 96, slope=0.4),
         "tex": make_field(rng, (1.0, 12.0), 48, slope=1.0),
         "mottle": make_field(rng, (1.5, 8.0), 96, slope=0.5),
     }
@@ -518,7 +518,14 @@ def auto_supersample(sigma_px: float) -> int:
 def _render_tile(
     spec: Specimen, m: np.ndarray, box: tuple[int, int, int, int], s: int, sigma: float
 ) -> np.ndarray:
-    """Point-sampled, blurred signal on the fine grid of output box (r0, c0, r1, c1)."""
+    """Area-sampled, blurred signal on the fine grid of output box (r0, c0, r1, c1).
+
+    Layers are composited in painter's order with their pixel coverage (`alpha`):
+    the pore-space phases (epoxy, clay patches, cement; their smooth-field boundaries
+    anti-aliased with a one-pixel ramp), then grain by grain its clay coat and the grain
+    itself (coverage exact along x, `polygon_coverage`). A later grain's coat covers the
+    rim of an earlier one, leaving a clay film along the contact.
+    """
     r0, c0, r1, c1 = box
     fr, fc = (r1 - r0) * s, (c1 - c0) * s
     shape = (fr, fc)
@@ -537,16 +544,6 @@ def _render_tile(
     idx = np.flatnonzero(near)
     to_pix = inv[:, :2].T
     to_pix_t = inv[:, 2]
-
-    # Painter's order, grain by grain: its clay coat, then the grain. A later grain's
-    # coat covers the rim of an earlier one, leaving a clay film along the contact.
-    gid = np.zeros(shape, np.int32)  # 0 = pore, -1 = clay coat, i + 1 = grain i
-    pix_polys = {}
-    for i in idx:
-        fill_polygon(gid, spec.coats[i] @ to_pix + to_pix_t, -1)
-        pix_polys[i] = spec.polys[i] @ to_pix + to_pix_t
-        fill_polygon(gid, pix_polys[i], int(i) + 1)
-
     f = spec.fields
     p = spec.params
 
@@ -558,68 +555,89 @@ def _render_tile(
         g[:, 2] = fine[:, :2] @ [x0, y0] + fine[:, 2]
         return evaluate_on_grid(f[name], g, (y1 - y0, x1 - x0))
 
-    # Pore space: epoxy, clay (coats and patches, micro-porous), carbonate cement.
-    grain = gid > 0
+    # Pore space: epoxy, carbonate cement, clay patches (micro-porous clay).
+    micro = fld("micro")
+    clay_sig = CLAY_SIGNAL - 0.03 * p.texture * micro
+    clay_sig += _soft_step(micro, _thr(p.clay_microporosity)) * (PORE_SIGNAL - clay_sig)
     sig = np.full(shape, PORE_SIGNAL, np.float32)
-    pore_space = ~grain
-    clay = pore_space & ((gid < 0) | (fld("clay") > _thr(p.clay_fill)))
-    rest = pore_space & ~clay
-    cement = rest & (fld("cement") > _thr(p.cement_fill))
-    sig[cement] = CEMENT_SIGNAL
-    if clay.any():
-        micro = fld("micro")
-        clay_sig = CLAY_SIGNAL - 0.03 * p.texture * micro
-        clay_sig[micro > _thr(p.clay_microporosity)] = PORE_SIGNAL
-        sig[clay] = clay_sig[clay]
+    sig += _soft_step(fld("cement"), _thr(p.cement_fill)) * (CEMENT_SIGNAL - PORE_SIGNAL)
+    sig += _soft_step(fld("clay"), _thr(p.clay_fill)) * (clay_sig - sig)
     if not idx.size:
         return _blur(sig, sigma * s)
-    lut_base = np.concatenate([[PORE_SIGNAL], spec.signal]).astype(np.float32)
-    lut_tex = np.concatenate([[0.0], spec.texture]).astype(np.float32)
     tex = fld("tex")
-    g = np.maximum(gid, 0)
-    gs = lut_base[g] + lut_tex[g] * tex
-    sig[grain] = gs[grain]
 
-    # Per-grain structure, evaluated on each grain's bounding box only.
     for i in idx:
-        mineral = int(spec.mineral[i])
-        if mineral == QUARTZ and spec.cracks[i] is None:
-            continue
-        if mineral == HEAVY:
-            continue
-        poly = pix_polys[i]
-        y0 = max(int(np.floor(poly[:, 1].min())), 0)
-        y1 = min(int(np.ceil(poly[:, 1].max())) + 1, fr)
-        x0 = max(int(np.floor(poly[:, 0].min())), 0)
-        x1 = min(int(np.ceil(poly[:, 0].max())) + 1, fc)
-        if y1 <= y0 or x1 <= x0:
-            continue
-        mask = gid[y0:y1, x0:x1] == i + 1
-        if not mask.any():
-            continue
-        sub = (y0, x0, y1, x1)
+        coat = polygon_coverage(spec.coats[i] @ to_pix + to_pix_t, shape)
+        grain = polygon_coverage(spec.polys[i] @ to_pix + to_pix_t, shape)
+        if coat is None:
+            continue  # the grain lies inside its coat
+        y0, x0, ac = coat
+        y1, x1 = y0 + ac.shape[0], x0 + ac.shape[1]
+        # The grain's coverage on the coat's box: the coat shows on (coat - grain), exactly,
+        # not on coat * (1 - grain) as plain alpha compositing would have it.
+        ag = np.zeros_like(ac)
+        if grain is not None:
+            gy0, gx0, a = grain
+            gy1, gx1 = gy0 + a.shape[0], gx0 + a.shape[1]
+            ag[gy0 - y0 : gy1 - y0, gx0 - x0 : gx1 - x0] = a
+            g = np.float32(spec.signal[i]) + np.float32(spec.texture[i]) * tex[gy0:gy1, gx0:gx1]
+            _grain_structure(spec, i, g, (gy0, gx0, gy1, gx1), fld, to_pix, to_pix_t)
         view = sig[y0:y1, x0:x1]
-        o = int(spec.orient[i])
-        if mineral == LITHIC:
-            view[mask] += (0.05 * p.texture * np.tanh(2 * fld("mottle", sub)))[mask]
-        elif mineral == MICA:
-            lam = fld(f"lam{o}", sub)
-            view[mask & (lam > 1.4)] -= 0.08 * p.texture
-        elif mineral in (KFELDSPAR, PLAGIOCLASE):
-            lam = fld(f"lam{o}", sub)
-            if mineral == KFELDSPAR:
-                view[mask & (lam > 0.9)] += 0.035 * p.texture
-            else:
-                view[mask] += (0.012 * p.texture * np.sign(lam))[mask]
-            if np.isfinite(spec.dissolve[i]):
-                dis = fld(f"dis{o}", sub)
-                view[mask & (dis > spec.dissolve[i])] = PORE_SIGNAL
-        if spec.cracks[i] is not None:
-            crack = np.zeros(mask.shape, np.uint8)
-            for c in spec.cracks[i]:
-                fill_polygon(crack, c @ to_pix + to_pix_t - [x0, y0], 1)
-            view[mask & (crack > 0)] = PORE_SIGNAL
+        ring = np.clip(ac - ag, 0.0, 1.0)
+        view *= 1.0 - np.maximum(ac, ag)
+        view += ring * clay_sig[y0:y1, x0:x1]
+        if grain is not None:
+            view[gy0 - y0 : gy1 - y0, gx0 - x0 : gx1 - x0] += a * g
     return _blur(sig, sigma * s)
+
+
+def _grain_structure(
+    spec: Specimen,
+    i: int,
+    g: np.ndarray,
+    sub: tuple[int, int, int, int],
+    fld: Callable[..., np.ndarray],
+    to_pix: np.ndarray,
+    to_pix_t: np.ndarray,
+) -> None:
+    """Add grain `i`'s own structure (lamellae, dissolution pores, cracks) to `g` in place."""
+    p = spec.params
+    mineral = int(spec.mineral[i])
+    o = int(spec.orient[i])
+    if mineral == LITHIC:
+        g += 0.05 * p.texture * np.tanh(2 * fld("mottle", sub))
+    elif mineral == MICA:
+        g -= 0.08 * p.texture * _soft_step(fld(f"lam{o}", sub), 1.4)
+    elif mineral in (KFELDSPAR, PLAGIOCLASE):
+        lam = fld(f"lam{o}", sub)
+        if mineral == KFELDSPAR:
+            g += 0.035 * p.texture * _soft_step(lam, 0.9)
+        else:
+            g += 0.012 * p.texture * (2 * _soft_step(lam, 0.0) - 1)
+        if np.isfinite(spec.dissolve[i]):
+            g += _soft_step(fld(f"dis{o}", sub), float(spec.dissolve[i])) * (PORE_SIGNAL - g)
+    if spec.cracks[i] is not None:
+        y0, x0, y1, x1 = sub
+        for c in spec.cracks[i]:
+            cov = polygon_coverage(c @ to_pix + to_pix_t - [x0, y0], g.shape)
+            if cov is not None:
+                cy, cx, a = cov
+                view = g[cy : cy + a.shape[0], cx : cx + a.shape[1]]
+                view += a * (PORE_SIGNAL - view)
+
+
+def _soft_step(field: np.ndarray, threshold: float) -> np.ndarray:
+    """Coverage of {field > threshold}: a ramp one pixel wide across the boundary.
+
+    The field is smooth on the pixel scale, so its boundary is locally straight and the
+    ramp (distance to the boundary in pixels = (field - threshold) / |grad field|) gives
+    an unbiased estimate of each pixel's covered fraction.
+    """
+    if min(field.shape) < 2:
+        return (field > threshold).astype(np.float32)
+    gy, gx = np.gradient(field)
+    grad = np.sqrt(gx * gx + gy * gy) + np.float32(1e-6)
+    return np.clip(np.float32(0.5) + (field - np.float32(threshold)) / grad, 0.0, 1.0)
 
 
 def _thr(fraction: float) -> float:

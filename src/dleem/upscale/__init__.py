@@ -319,6 +319,7 @@ def upscale_file(
                 "executor": "dask" if dask_scheduler else "local"}
     work = stream.work_store_path(out)
     tmp_tiff: Path | None = None
+    store: Any = None
     try:
         if resume and work.exists():
             store = stream.WorkStore.resume(work, identity)
@@ -382,28 +383,24 @@ def upscale_file(
             description = {"dleem": {"scale": k, **extra, "model": identity.get("model"),
                                      "input": str(src.resolve())}}
             stream.write_ome_tiff(tmp_tiff, levels, pixel_size_um=sr_px, description=description,
-                                  origin_um=origin_lr * px if px else None)
+                                  origin_um=origin_lr * px if px else None, name=out.name.split(".")[0])
             os.replace(tmp_tiff, out)
             tmp_tiff = None
             log.info("OME-TIFF written in %.1f s", time.perf_counter() - t1)
             shutil.rmtree(work, ignore_errors=True)
     except OSError as error:
-        _cleanup(tmp_tiff, store_or_none(locals()))
+        _cleanup(tmp_tiff, store)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DleemError(f"{out}: disk full while writing ({error.strerror or error}); finished tiles "
                              f"are kept in {work}: free space and rerun with --resume") from None
-        raise DleemError(f"{out}: cannot write ({error.strerror or error}); finished tiles are kept in "
-                         f"{work} for --resume") from None
+        raise DleemError(f"{out}: I/O error ({error.strerror or error}); finished tiles are kept in "
+                         f"{work}: rerun with --resume") from None
     except BaseException:
-        _cleanup(tmp_tiff, store_or_none(locals()))
+        _cleanup(tmp_tiff, store)
         if work.exists():
             log.info("partial run kept in %s: rerun with --resume to continue", work)
         raise
     return out
-
-
-def store_or_none(scope: dict[str, Any]) -> Any:
-    return scope.get("store")
 
 
 def _cleanup(tmp: Path | None, store: Any) -> None:

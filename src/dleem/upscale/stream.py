@@ -240,7 +240,7 @@ def needs_bigtiff(shapes: list[tuple[int, int]], dtype: Any) -> bool:
 
 def write_ome_tiff(
     path: Path, levels: list[Any], *, pixel_size_um: float | None, description: dict[str, Any] | None = None,
-    origin_um: float | None = None, tile: int = TIFF_TILE,
+    origin_um: float | None = None, tile: int = TIFF_TILE, name: str | None = None,
 ) -> None:
     """Tiled (pyramidal when several levels) OME-TIFF streamed from lazy arrays.
 
@@ -252,7 +252,7 @@ def write_ome_tiff(
 
     shapes = [tuple(lv.shape) for lv in levels]
     dtype = np.dtype(levels[0].dtype)
-    metadata: dict[str, Any] = {"axes": "YX", "Name": path.name.split(".")[0]}
+    metadata: dict[str, Any] = {"axes": "YX", "Name": name or path.name.lstrip(".").split(".")[0]}
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeXUnit="µm",
                         PhysicalSizeY=pixel_size_um, PhysicalSizeYUnit="µm")

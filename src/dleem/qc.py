@@ -363,8 +363,10 @@ def region_figure(
         f"pair crop (LR)    {list(pair_box) if pair_box is not None else 'n/a'}",
         f"scale k           {scale}   target {tgt.shape[0]} x {tgt.shape[1]}",
     ]
+    if unc:
+        lines.append("uncertainty:")
     for key, value in list(_flatten(unc).items())[:8]:
-        lines.append(f"σ {key:<15} {_fmt(value, '.3g')}")
+        lines.append(f"  {key:<20} {_fmt(value, '.3g')}")
     ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=10,
             transform=ax.transAxes)
     for ax in axes.ravel()[:3]:

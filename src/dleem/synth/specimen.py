@@ -635,9 +635,15 @@ def _soft_step(field: np.ndarray, threshold: float) -> np.ndarray:
     """
     if min(field.shape) < 2:
         return (field > threshold).astype(np.float32)
-    gy, gx = np.gradient(field)
-    grad = np.sqrt(gx * gx + gy * gy) + np.float32(1e-6)
-    return np.clip(np.float32(0.5) + (field - np.float32(threshold)) / grad, 0.0, 1.0)
+    f = np.ascontiguousarray(field, dtype=np.float32)
+    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3, scale=0.125, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3, scale=0.125, borderType=cv2.BORDER_REPLICATE)
+    grad = cv2.magnitude(gx, gy)
+    grad += np.float32(1e-6)
+    out = f - np.float32(threshold)
+    out /= grad
+    out += np.float32(0.5)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _thr(fraction: float) -> float:

@@ -148,7 +148,9 @@ def test_real_core_finds_the_translation_on_the_other_grid(scene, tmp_path):
     e = HR_SIZE - 0.5
     corners = np.array([[-0.5, -0.5, 1], [e, -0.5, 1], [e, e, 1], [-0.5, e, 1]])
     err = corners @ found.T - corners @ true.T
-    assert np.sqrt((err**2).sum(axis=1).mean()) < 0.05
+    # measured 0.028 LR px (0.03-0.05 over seeds at this size and dose); a convention slip
+    # (translation not scaled, or half-pixel offsets lost) costs >= 0.375 LR px at ratio 4
+    assert np.sqrt((err**2).sum(axis=1).mean()) < 0.08
     assert second["status"] == "skipped" and second["hr_to_lr"] is None
 
 

@@ -90,6 +90,9 @@ class SpecimenParams:
         Mean fraction of a feldspar grain dissolved into secondary pores.
     fractures : float
         Probability that a large quartz or feldspar grain has open cracks.
+    framboids : float
+        Pyrite framboids (clusters, 4-12 µm across, of 0.45-0.9 µm bright microcrystals) per mm² of pore
+        space and clay: sub-pixel detail in the LR map, resolved in the HR regions.
     texture : float
         Multiplier of the grain-texture amplitudes (0: flat grains).
     edge_softness_um : float
@@ -123,6 +126,7 @@ class SpecimenParams:
     clay_microporosity: float = 0.22
     feldspar_dissolution: float = 0.06
     fractures: float = 0.15
+    framboids: float = 6.0
     texture: float = 1.0
     edge_softness_um: float = 0.05
     supersample: int = 0
@@ -249,22 +253,62 @@ def _build(params: SpecimenParams, seed: int, extent: tuple[float, float, float,
     order = np.concatenate([rng.permutation(np.flatnonzero(silt)),
                             rng.permutation(np.flatnonzero(~silt))])
     fields_ = _make_fields(np.random.default_rng([int(seed), 7302]), params)
+    # Pyrite framboids (clusters of sub-µm bright spheres) in the pore space, painted last.
+    f_c, f_r = _framboids(np.random.default_rng([int(seed), 7303]), params, extent,
+                          centres, radii)
+    f_polys = [c + r * _UNIT12 for c, r in zip(f_c, f_r, strict=True)]
+    nf = len(f_polys)
     return Specimen(
         params=params,
         seed=int(seed),
         extent_um=(x0, y0, x1, y1),
-        polys=[polys[i] for i in order],
-        coats=[coats[i] for i in order],
-        centre=centres[order],
-        bound=bound[order],
-        mineral=mineral[order],
-        signal=signal[order],
-        texture=texture[order],
-        orient=orient[order],
-        dissolve=dissolve[order],
-        cracks=[cracks[i] for i in order],
+        polys=[polys[i] for i in order] + f_polys,
+        coats=[coats[i] for i in order] + f_polys,
+        centre=np.concatenate([centres[order], f_c.reshape(-1, 2)]),
+        bound=np.concatenate([bound[order], f_r * 1.01]),
+        mineral=np.concatenate([mineral[order], np.full(nf, HEAVY)]),
+        signal=np.concatenate([signal[order], np.random.default_rng([int(seed), 7304]).uniform(
+            0.86, 0.94, nf)]),
+        texture=np.concatenate([texture[order], np.zeros(nf)]),
+        orient=np.concatenate([orient[order], np.zeros(nf, int)]),
+        dissolve=np.concatenate([dissolve[order], np.full(nf, np.inf)]),
+        cracks=[cracks[i] for i in order] + [None] * nf,
         fields=fields_,
     )
+
+
+_UNIT12 = np.stack([np.cos(np.linspace(0, 2 * np.pi, 12, endpoint=False)),
+                    np.sin(np.linspace(0, 2 * np.pi, 12, endpoint=False))], 1)
+
+
+def _framboids(
+    rng: np.random.Generator,
+    p: SpecimenParams,
+    extent: tuple[float, float, float, float],
+    centres: np.ndarray,
+    radii: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and radii (µm) of the microcrystals of pyrite framboids in the pores."""
+    x0, y0, x1, y1 = extent
+    n = rng.poisson(p.framboids * (x1 - x0) * (y1 - y0) * 1e-6)
+    out_c: list[np.ndarray] = []
+    out_r: list[np.ndarray] = []
+    for _ in range(n):
+        big = rng.uniform(2.0, 6.0)
+        for _ in range(50):
+            c = rng.uniform([x0, y0], [x1, y1])
+            if np.all(np.hypot(*(centres - c).T) > radii + big):
+                break
+        else:
+            continue
+        k = int(np.clip((big / 0.45) ** 2 * 0.55, 6, 160))
+        rr = big * np.sqrt(rng.random(k))
+        th = rng.uniform(0, 2 * np.pi, k)
+        out_c.append(c + np.stack([rr * np.cos(th), rr * np.sin(th)], 1))
+        out_r.append(rng.uniform(0.22, 0.45, k))
+    if not out_c:
+        return np.zeros((0, 2)), np.zeros(0)
+    return np.concatenate(out_c), np.concatenate(out_r)
 
 
 def _make_fields(rng: np.random.Generator, p: SpecimenParams) -> dict[str, WaveField]:

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--batch", type=int, default=None, help="crops per step and process (preset default)")
     p.add_argument("--patch", type=int, default=None, help="LR crop side in px (preset default)")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, default 1e-3)")
     p.add_argument("--schedule", choices=("cosine", "step"), default="cosine",
                    help="learning-rate schedule over the budget (default cosine)")
     p.add_argument("--scale", type=int, default=None,

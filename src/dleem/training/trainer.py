@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 #: Per-preset training defaults: LR patch side (px), batch per process, discriminator width.
 PRESET_TRAINING = {
     "default": {"patch": 48, "batch": 16, "disc_width": 32, "disc_stages": 3},
-    "cpu": {"patch": 32, "batch": 8, "disc_width": 16, "disc_stages": 3},
+    "cpu": {"patch": 24, "batch": 4, "disc_width": 16, "disc_stages": 3},
     "tiny": {"patch": 16, "batch": 4, "disc_width": 8, "disc_stages": 2},
 }
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
@@ -98,7 +98,7 @@ class TrainOptions:
     adv_loss: str = "ragan"
     adv_weight: float = 5e-3
     warmup: float = 0.5
-    lr: float = 5e-4
+    lr: float = 1e-3
     lr_d: float = 2e-4
     weight_decay: float = 1e-4
     schedule: str = "cosine"

@@ -13,7 +13,7 @@ Conventions (stated in the report and in docs/report.md):
 - Local thickness (pore-size function): at every pore pixel, the diameter of the largest disc
   that lies inside the pore phase and covers that pixel (Hildebrand & Rüegsegger 1997); it
   does not depend on connectivity. Computed with Euclidean distance transforms (scipy) and a
-  covering-discs dilation per radius, radii quantised to 1/4 px.
+  covering-discs dilation per radius, radii quantised to 1/4 px up to 8 px, 4 % beyond.
 - Two-point correlation S2(r): probability that two points a distance r apart both lie in the
   pore phase, from the FFT autocorrelation of the indicator (zero-padded, normalised by the
   number of pairs at each lag), averaged over directions; S2(0) = porosity.
@@ -140,7 +140,19 @@ def pore_stats(
     return PoreStats(porosity(mask), int(keep.sum()), diam.astype(np.float64), n_edge)
 
 
-def local_thickness(mask: np.ndarray, *, step_px: float = 0.25) -> np.ndarray:
+def _radius_levels(dt: np.ndarray, step_px: float, rel_step: float,
+                   fine_up_to_px: float) -> np.ndarray:
+    """Quantise radii down: steps of ``step_px`` up to ``fine_up_to_px``, then geometric."""
+    q = np.floor(dt / step_px) * step_px
+    big = dt > fine_up_to_px
+    if np.any(big):
+        n = np.floor(np.log(dt[big] / fine_up_to_px) / np.log1p(rel_step))
+        q[big] = fine_up_to_px * (1.0 + rel_step) ** n
+    return q
+
+
+def local_thickness(mask: np.ndarray, *, step_px: float = 0.25, rel_step: float = 0.04,
+                    fine_up_to_px: float = 8.0) -> np.ndarray:
     """Local thickness (diameter of the largest inscribed covering disc) in pixels.
 
     Parameters
@@ -148,24 +160,27 @@ def local_thickness(mask: np.ndarray, *, step_px: float = 0.25) -> np.ndarray:
     mask : (h, w) bool
         True in the phase to measure (the pores).
     step_px : float
-        Radius quantum of the covering-discs sweep (pixels); the error it adds is below
-        ``step_px`` in diameter.
+        Radius quantum of the covering-discs sweep up to ``fine_up_to_px`` (pixels).
+    rel_step : float
+        Relative radius step beyond ``fine_up_to_px`` (0.04: 4 %), so that large pores do
+        not cost hundreds of distance transforms.
 
     Returns
     -------
     ndarray of float64
         Diameter (px) at every pore pixel, 0 elsewhere. The pixels of a disc of radius R px
-        (pixel centres within R of its centre) get 2R within one pixel.
+        (pixel centres within R of its centre) get 2R within one pixel (within 4 % above
+        ``fine_up_to_px``).
 
     Notes
     -----
     ``D``, the Euclidean distance transform of the pore phase, is at each pore pixel the
     distance to the nearest solid pixel centre: a disc centred there with radius ``D`` holds
     only pore pixel centres, and its physical radius is ``D - 1/2`` (the pore boundary lies
-    between pixel centres). Sweeping radii ``L`` from large to small, every pore pixel closer
-    than ``L`` to a centre with ``D >= L`` gets the diameter ``2 L - 1`` if it has none yet
-    (Hildebrand & Rüegsegger 1997). Pores cut by the tile edge are extended by edge
-    replication, so the tile border does not shrink them.
+    between pixel centres). Sweeping radius levels ``L`` from large to small, every pore
+    pixel closer than ``L`` to a centre with ``D >= L`` gets the diameter ``2 D_L - 1`` (``D_L``:
+    the mean ``D`` of the level's own pixels) if it has none yet (Hildebrand & Rüegsegger 1997). Pores cut by
+    the tile edge are extended by edge replication, so the tile border does not shrink them.
     """
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape, dtype=np.float64)
@@ -173,10 +188,12 @@ def local_thickness(mask: np.ndarray, *, step_px: float = 0.25) -> np.ndarray:
         return out
     padded = np.pad(mask, 1, mode="edge")
     dt = ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
-    q = np.floor(dt / step_px) * step_px  # radius levels, quantised down (safe: inside pore)
-    levels = np.unique(q[mask])[::-1]
+    q = _radius_levels(dt, step_px, rel_step, fine_up_to_px)  # quantised down: inside pore
+    levels, inverse = np.unique(q[mask], return_inverse=True)
+    # The radius given to a level: the mean D of its own pixels (better than the bin edge).
+    mean_d = np.bincount(inverse, weights=dt[mask]) / np.maximum(np.bincount(inverse), 1)
     h, w = mask.shape
-    for level in levels:
+    for level, d_level in zip(levels[::-1], mean_d[::-1], strict=True):
         if level <= 0:
             continue
         seeds = q >= level
@@ -188,7 +205,7 @@ def local_thickness(mask: np.ndarray, *, step_px: float = 0.25) -> np.ndarray:
         reach = ndimage.distance_transform_edt(~seeds[r0:r1, c0:c1])
         sub = out[r0:r1, c0:c1]
         covered = (reach < level) & mask[r0:r1, c0:c1] & (sub == 0)
-        sub[covered] = 2.0 * level - 1.0 + step_px
+        sub[covered] = 2.0 * d_level - 1.0
     out[mask & (out == 0)] = 1.0  # thinner than the sweep resolves: one pixel
     return out
 

@@ -444,7 +444,8 @@ def _methods_html(ev: Evaluation) -> str:
                           "count and size distribution. Equivalent diameter 2·√(area/π) in µm."),
         ("Local thickness", "at each pore pixel the diameter of the largest disc inside the "
                             "pore phase covering it (Hildebrand & Rüegsegger 1997), Euclidean "
-                            "distance transforms, radii in 1/4 px steps, on the first "
+                            "distance transforms, radii in 1/4 px steps up to 8 px and 4 % steps "
+                            "beyond, on the first "
                             f"{min(opt.thickness_tiles, len(ev.tiles))} tiles."),
         ("Two-point correlation", "S2(r) from the FFT autocorrelation of the pore indicator, "
                                   "zero-padded and normalised by pairs per lag, radially "

@@ -91,43 +91,44 @@ def polygon_coverage(
     y1 = np.roll(y, -1)
     ylo = np.minimum(y, y1)
     yhi = np.maximum(y, y1)
-    keep = yhi > ylo
-    x, y, x1, y1, ylo, yhi = x[keep], y[keep], x1[keep], y1[keep], ylo[keep], yhi[keep]
-    rows = np.arange(r0, r1 + 1, dtype=np.float64)[:, None]
-    cross = (ylo <= rows) & (rows < yhi)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xi = x + (rows - y) * ((x1 - x) / (y1 - y))
-    xi = np.where(cross, xi, np.inf)
-    xi.sort(axis=1)
-    ncross = cross.sum(axis=1)
-    maxc = int(ncross.max()) if ncross.size else 0
-    if maxc == 0:
+    # Rows r crossed by an edge: ylo <= r < yhi (half-open), within [r0, r1].
+    first = np.maximum(np.ceil(ylo), r0).astype(np.intp)
+    last = np.minimum(np.ceil(yhi) - 1, r1).astype(np.intp)
+    counts = np.maximum(last - first + 1, 0)
+    total = int(counts.sum())
+    if total == 0:
         return None
+    edge = np.repeat(np.arange(len(x)), counts)
+    starts = np.cumsum(counts) - counts
+    row = first[edge] + (np.arange(total) - starts[edge])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (x1 - x) / (y1 - y)
+    xi = x[edge] + (row - y[edge]) * slope[edge]
+    order = np.lexsort((xi, row))
+    row = row[order][0::2] - r0  # every row holds an even number of crossings
+    xs = xi[order]
     c0 = max(int(np.floor(x.min() + 0.5)), 0)
     c1 = min(int(np.floor(x.max() + 0.5)) + 1, cols_img)
     width = c1 - c0
     if width <= 0:
         return None
+    xa = np.clip(xs[0::2], c0 - 0.5, c1 - 0.5)
+    xb = np.clip(xs[1::2], c0 - 0.5, c1 - 0.5)
+    ia = np.floor(xa + 0.5).astype(np.intp)  # pixel holding xa (absolute column)
+    ib = np.floor(xb + 0.5).astype(np.intp)
     nrow = r1 - r0 + 1
-    run = np.zeros((nrow, width + 2), np.float32)
-    part = np.zeros((nrow, width + 2), np.float32)
-    rowidx = np.arange(nrow)
-    lo_edge, hi_edge = c0 - 0.5, c1 - 0.5
-    for k in range(0, maxc, 2):
-        valid = ncross > k
-        xa = np.clip(xi[valid, k], lo_edge, hi_edge)
-        xb = np.clip(xi[valid, k + 1], lo_edge, hi_edge)
-        ri = rowidx[valid]
-        ia = np.floor(xa + 0.5).astype(np.intp)  # pixel holding xa (absolute)
-        ib = np.floor(xb + 0.5).astype(np.intp)
-        same = ia == ib
-        # spans inside one pixel
-        np.add.at(part, (ri[same], ia[same] - c0), (xb - xa)[same])
-        d = ~same
-        ri, xa, xb, ia, ib = ri[d], xa[d], xb[d], ia[d], ib[d]
-        np.add.at(part, (ri, ia - c0), ia + 0.5 - xa)
-        np.add.at(part, (ri, ib - c0), xb - (ib - 0.5))
-        np.add.at(run, (ri, ia + 1 - c0), 1.0)
-        np.add.at(run, (ri, ib - c0), -1.0)
-    cov = np.cumsum(run, axis=1)[:, :width] + part[:, :width]
-    return r0, c0, np.clip(cov, 0.0, 1.0)
+    stride = width + 2
+    size = nrow * stride
+    base = row * stride - c0
+    same = ia == ib
+    d = ~same
+    # Partial pixels (span ends) and the +1 / -1 steps of the runs of full pixels.
+    idx = np.concatenate([base[same] + ia[same], base[d] + ia[d], base[d] + ib[d],
+                          base[d] + ia[d] + 1, base[d] + ib[d]])
+    w = np.concatenate([(xb - xa)[same], ia[d] + 0.5 - xa[d], xb[d] - (ib[d] - 0.5)])
+    n_part = w.size
+    acc = np.bincount(idx[:n_part], w, minlength=size).astype(np.float32)
+    steps = np.bincount(idx[n_part:], np.repeat([1.0, -1.0], int(d.sum())), minlength=size)
+    cov = np.cumsum(steps.astype(np.float32).reshape(nrow, stride), axis=1)[:, :width]
+    cov += acc.reshape(nrow, stride)[:, :width]
+    return r0, c0, np.clip(cov, 0.0, 1.0, out=cov)

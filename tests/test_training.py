@@ -270,6 +270,10 @@ def test_cli_errors(tmp_path, capsys):
     assert code == 2 and "step_000000004.pt: cannot read checkpoint" in err
     code, err = run_cli(str(ws), "-o", str(m), "--steps", "8", "--preset", "tiny", capsys=capsys)
     assert code == 2 and "--resume" in err
+    torch.save({"weights": torch.zeros(2)}, m / "checkpoints" / "step_000000004.pt")
+    code, err = run_cli(str(ws), "-o", str(m), "--steps", "8", "--preset", "tiny", "--device", "cpu",
+                        "--resume", capsys=capsys)
+    assert code == 2 and "not a dleem training checkpoint" in err
 
     code, err = run_cli(str(ws), "-o", str(tmp_path / "m3"), "--steps", "2", "--patch", "60",
                         "--preset", "tiny", "--device", "cpu", capsys=capsys)

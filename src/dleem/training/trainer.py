@@ -210,9 +210,12 @@ def _save_checkpoint(model_dir: Path, state: dict[str, Any], step: int, keep: in
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # corrupt or foreign file
         raise DleemError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("format") != "dleem-checkpoint-1":
+        raise DleemError(f"{path}: not a dleem training checkpoint")
+    return state
 
 
 @torch.no_grad()

@@ -248,13 +248,15 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
             _fmt(e["porosity"]["median"]), _fmt(e["pore_count"]["total"]),
             _fmt(e["psd_equivalent_diameter_um"]["median"]),
             _fmt(vs.get("psd_wasserstein_um")), _fmt(vs.get("psd_ks_statistic")),
+            _fmt(vs.get("psd_wasserstein_um_lr_resolved")),
             _fmt(vs.get("pore_size_function_wasserstein_um")),
             _fmt(vs.get("two_point_correlation_rmse")),
         ])
     header = ["method", "SSIM vs HR<br>(median)", "PSNR vs HR<br>(dB, median)",
               "SSIM vs truth" if ev.has_truth else "", "PSNR vs truth<br>(dB)" if ev.has_truth else "",
               "porosity<br>(median)", "pores<br>(all tiles)", "median pore<br>diameter (µm)",
-              "PSD Wasserstein<br>to HR (µm)", "PSD KS<br>to HR", "local-thickness<br>Wasserstein (µm)",
+              "PSD Wasserstein<br>to HR (µm)", "PSD KS<br>to HR",
+              "PSD W. to HR, pores<br>≥ 1 LR px (µm)", "local-thickness<br>Wasserstein (µm)",
               "S2 RMSE<br>to HR"]
     if not ev.has_truth:
         header = [h for i, h in enumerate(header) if i not in (3, 4)]
@@ -451,7 +453,10 @@ def _methods_html(ev: Evaluation) -> str:
                                   "zero-padded and normalised by pairs per lag, radially "
                                   "averaged; RMSE to HR's mean curve."),
         ("Distances", "scipy.stats.wasserstein_distance (µm) and ks_2samp (statistic) between "
-                      "the pooled distributions of a method and of HR."),
+                      "the pooled distributions of a method and of HR; also for the pores of "
+                      "at least one LR pixel in area (equivalent diameter ≥ "
+                      f"{_fmt(2 * math.sqrt(ev.scale ** 2 / math.pi) * (px or 1.0), 3)} µm), the "
+                      "part of the distribution the LR image itself resolves."),
     ]
     if ev.has_truth:
         items.append(("Truth", "synthetic data only: the noise-free specimen seen through the HR "

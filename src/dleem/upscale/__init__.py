@@ -418,20 +418,14 @@ def _dtype_max(dtype: Any) -> float:
     return float(np.iinfo(dt).max) if np.issubdtype(dt, np.integer) else 1.0
 
 
-def _store_block(block: np.ndarray, target: Any, region: tuple[slice, slice], index: int) -> int:
-    """Runs on a worker: write one SR block into the work store, return its index."""
-    target[region] = block
-    return index
-
-
 def _run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, device: str,
               address: str, done: set[int]) -> dict[str, Any]:
     """Tiles on a dask.distributed cluster; a non-zarr input is first copied to zarr.
 
-    Each dask block (one tile) is stored by the worker that computed it, and recorded as
-    finished by the client as it completes, so ``--resume`` skips it.
+    Each dask block (one tile) is sent back and written into the work store by this
+    process, the only writer, as blocks complete (and recorded as finished, so
+    ``--resume`` skips it); the workers only need to read the input.
     """
-    import dask
     import dask.array as da
     import zarr
     from distributed import Client, as_completed
@@ -456,20 +450,23 @@ def _run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, devi
         ys = np.concatenate([[0], np.cumsum(sr.chunks[0])])
         xs = np.concatenate([[0], np.cumsum(sr.chunks[1])])
         nby, nbx = sr.numblocks
-        tasks, sizes = [], {}
+        keys, tasks, sizes = [], [], {}
         for i in range(nby):
             for j in range(nbx):
                 index = i * nbx + j
                 sizes[index] = int((ys[i + 1] - ys[i]) * (xs[j + 1] - xs[j]))
-                if index in done:
-                    continue
-                region = (slice(int(ys[i]), int(ys[i + 1])), slice(int(xs[j]), int(xs[j + 1])))
-                tasks.append(dask.delayed(_store_block)(sr.blocks[i, j], store.level0, region, index))
+                if index not in done:
+                    keys.append((index, (slice(int(ys[i]), int(ys[i + 1])), slice(int(xs[j]), int(xs[j + 1])))))
+                    tasks.append(sr.blocks[i, j])
         total = int(sr.shape[0] * sr.shape[1])
+        futures = client.compute(tasks)
+        where = {f.key: key for f, key in zip(futures, keys, strict=True)}
         with _Progress(total, sum(sizes[i] for i in done if i in sizes), "upscale (dask)") as bar:
-            for future in as_completed(client.compute(tasks)):
-                index = future.result()
+            for future, block in as_completed(futures, with_results=True):
+                index, region = where[future.key]
+                store.level0[region] = block
                 store.mark_done(index)
                 bar.advance(sizes[index])
+                future.release()
     shutil.rmtree(store.path / "input-lr", ignore_errors=True)
-    return {"tiles": len(tasks), "device": f"dask {address}", "precision": "fp32"}
+    return {"tiles": len(keys), "device": f"dask {address}", "precision": "fp32"}

@@ -27,7 +27,7 @@ from dleem.registration.transform import AffineMap, scale_map
 log = logging.getLogger(__name__)
 
 #: A coarse peak must reach this normalised cross-correlation ...
-MIN_PEAK = 0.4
+MIN_PEAK = 0.3
 #: ... and exceed the best peak outside its main lobe by this factor.
 MIN_DISTINCTNESS = 1.3
 

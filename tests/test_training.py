@@ -210,6 +210,10 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
         assert ta.keys() == tb.keys()
         for key in ta:
             assert torch.equal(ta[key], tb[key]), (name, key)
+    # the same seed and steps give the same model on the same device
+    train(ws, tmp_path / "c", opts)
+    tc, ta = load_file(tmp_path / "c" / "generator.safetensors"), load_file(a / "generator.safetensors")
+    assert all(torch.equal(tc[key], ta[key]) for key in ta)
     ca = torch.load(a / "checkpoints" / "step_000000008.pt", weights_only=True)
     cb = torch.load(b / "checkpoints" / "step_000000008.pt", weights_only=True)
     for key in ca["discriminator"]:

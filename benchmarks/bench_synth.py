@@ -62,8 +62,9 @@ def main() -> int:
     lines += [
         "",
         f"Goal: < 60 s wall on 2 cores. Best wall: {min(times):.1f} s; CPU {min(cpus):.1f} s "
-        "(the wall time an idle 2-core machine needs is about CPU / 1.7: the rendering runs "
-        "in 2 threads, the specimen build and the noise in 1).",
+        "(not measured on an idle machine: the rendering, most of the CPU time, runs in "
+        "2 threads, so an idle 2-core machine should need roughly CPU / 2 plus a few seconds "
+        "of single-threaded work; CPU time itself is inflated by the contention).",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; shared with other jobs: 1-min load average "

@@ -241,7 +241,7 @@ def refine(
     max_iterations: int = 50,
     blur_sigma_lr_px: float | None = None,
     initial_blur: float = DEFAULT_BLUR,
-    tolerance_lr_px: float = 3e-4,
+    tolerance_lr_px: float = 5e-4,
     noise_weights: bool = False,
     line_offsets: bool = False,
 ) -> RefineResult:

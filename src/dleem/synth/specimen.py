@@ -498,7 +498,7 @@ def render(
     *,
     blur_sigma_px: float = 0.0,
     supersample: int | None = None,
-    tile: int = 512,
+    tile: int | None = None,
     threads: int | None = None,
     on_tile: Callable[[int], None] | None = None,
 ) -> np.ndarray:
@@ -517,6 +517,10 @@ def render(
     supersample : int, optional
         Point samples per output pixel along each axis (0 or None: the specimen's
         `supersample`, else chosen from the blur by `auto_supersample`).
+    tile : int, optional
+        Output pixels per tile side (default: fine tiles of about 2048 px).
+    threads : int, optional
+        Worker threads over tiles (default: the CPU count, at most 4).
     on_tile : callable, optional
         Called with the number of output pixels after each tile (progress display).
 
@@ -531,6 +535,7 @@ def render(
     sigma = math.sqrt(blur_sigma_px**2 + (spec.params.edge_softness_um / p_out) ** 2)
     s = int(supersample or spec.params.supersample or auto_supersample(sigma))
     halo = int(math.ceil(4 * sigma)) + 1 if sigma > 0 else 0
+    tile = int(tile or max(256, 2048 // s))  # fine tiles up to ~2048 px: fewer grain repeats
     out = np.empty((rows, cols), np.float32)
     boxes = [(r, c, min(r + tile, rows), min(c + tile, cols))
              for r in range(0, rows, tile) for c in range(0, cols, tile)]

@@ -308,7 +308,7 @@ def locate(
 
     t_side = side_lr / level
     half_diag = 0.5 * t_side * math.sqrt(2.0)
-    angle_step = math.degrees(1.5 / max(half_diag, 1.0))
+    angle_step = math.degrees(2.0 / max(half_diag, 1.0))
     angle_step = min(max(angle_step, 1.0), 5.0)
     scale_step = min(max(1.5 / max(0.5 * t_side, 1.0), 0.02), 0.15)
     angles = _candidates(rot_max, angle_step)

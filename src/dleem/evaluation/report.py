@@ -204,6 +204,12 @@ def _verdict(metrics_doc: dict, models: Sequence[str]) -> list[str]:
             word = "closer to" if ws < wb else "farther from" if ws > wb else "as close to"
             parts.append(f"pore-size distribution {word} HR than bicubic's (Wasserstein "
                          f"{ws:.3g} µm vs {wb:.3g} µm)")
+        rs = e["vs_HR"].get("psd_wasserstein_um_lr_resolved")
+        rb = b["vs_HR"].get("psd_wasserstein_um_lr_resolved")
+        if rs is not None and rb is not None:
+            word = "closer to" if rs < rb else "farther from" if rs > rb else "as close to"
+            parts.append(f"for the pores of at least one LR pixel, {word} HR than bicubic's "
+                         f"({rs:.3g} µm vs {rb:.3g} µm)")
         lines.append(f"<b>{html.escape(m)}</b>: " + "; ".join(parts) + ".")
     return lines
 

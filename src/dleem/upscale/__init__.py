@@ -25,7 +25,7 @@ import numpy as np
 from dleem.errors import DleemError, InputError
 from dleem.upscale.consistency import consistency_map, degrade, write_consistency
 from dleem.upscale.distributed import upscale_dask
-from dleem.upscale.tiling import MIN_TILE, Tile, TileGrid, predict
+from dleem.upscale.tiling import MIN_TILE, Tile, TileGrid, predict, prepare
 
 __all__ = [
     "upscale_array", "upscale_dask", "upscale_file", "check_input", "degrade", "consistency_map",
@@ -43,10 +43,8 @@ def _load(model: Any, device: Any) -> Any:
     if isinstance(model, (str, PathLike)):
         from dleem.models import load_model
 
-        return load_model(model, device=str(device))
-    if hasattr(model.generator, "to"):
-        model.generator.to(device)
-    return model
+        model = load_model(model, device=str(device))
+    return prepare(model, device)
 
 
 def _norm(model: Any) -> dict[str, Any]:

@@ -31,8 +31,9 @@ def worker_model(model_dir: str, device: str = "auto") -> Any:
     with _LOCK:
         if key not in _CACHE:
             from dleem.models import load_model
+            from dleem.upscale.tiling import prepare
 
-            _CACHE[key] = load_model(key[0], device=dev)
+            _CACHE[key] = prepare(load_model(key[0], device=dev), dev)
         return _CACHE[key]
 
 

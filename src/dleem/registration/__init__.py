@@ -135,6 +135,7 @@ def register_region(
     max_iterations: int = 50,
     initial: AffineMap | None = None,
     blur_sigma_lr_px: float | None = None,
+    max_uncertainty_lr_px: float = 0.5,
 ) -> RegistrationResult:
     """Register one HR region into the LR image.
 
@@ -158,6 +159,9 @@ def register_region(
         Skip the coarse search and start the refinement from this HR -> LR map.
     blur_sigma_lr_px : float, optional
         Fix the LR blur instead of estimating it.
+    max_uncertainty_lr_px : float
+        Refuse a map whose predicted corner error (1 sigma, LR px) exceeds this: too little
+        texture or signal in the region to place it reliably.
 
     Returns
     -------
@@ -201,6 +205,12 @@ def register_region(
         blur_sigma_lr_px=blur_sigma_lr_px,
     )
     t2 = time.perf_counter()
+    unc = fine.uncertainty.get("corner_rms_lr_px", float("nan"))
+    if not unc <= max_uncertainty_lr_px:
+        raise RegistrationError(
+            f"map too uncertain: predicted corner error {unc:.2f} LR px > {max_uncertainty_lr_px} "
+            "(too little texture or signal in the region)"
+        )
     return RegistrationResult(
         hr_to_lr=fine.hr_to_lr,
         gain=fine.gain,

@@ -57,6 +57,8 @@ _REMAP_QUANTISED = _remap_is_quantised()
 #: Extra smoothing (reduced px) at coarse pyramid levels: widens the capture range.
 COARSE_SMOOTHING = 0.8
 DEFAULT_BLUR = 0.75
+#: Smallest fraction of the LR crop's variance the fitted model must explain.
+MIN_FIT = 0.05
 #: LR pixels are used when their footprint lies inside the HR image and their PSF reaches
 #: at most this many Gaussian sigmas beyond its edge (the image there is reflected). The
 #: outer ring carries most of the information on scale and rotation: on dleem.synth at
@@ -445,8 +447,16 @@ def refine(
                 raise RegistrationError(
                     f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} LR px)"
                 )
-            result = (valid, r, w, Hm, nv, active)
-    valid, r, w, Hm_act, nv, active = result
+            result = (valid, r, w, Hm, nv, active, L)
+    valid, r, w, Hm_act, nv, active, L_fin = result
+    # Quality gate: the fitted model must explain the LR crop (a wrong place does not).
+    lc = L_fin.astype(np.float64) - float(L_fin.mean())
+    fit_ncc = float(1.0 - np.sum(r.astype(np.float64) ** 2) / max(float(np.sum(lc * lc)), 1e-30))
+    if fit_ncc < MIN_FIT:
+        raise RegistrationError(
+            f"refinement ended on a poor fit (explained variance {fit_ncc:.2f} < {MIN_FIT}): "
+            "region not in the LR image, or not an affine match"
+        )
     npar = 9 if (not fix_blur) else 8
     Hm = Hm_act
     rw = r.astype(np.float64)
@@ -489,6 +499,7 @@ def refine(
         "offset": float(std[7]),
         "blur_sigma_lr_px": float(std[8]) if npar > 8 else 0.0,
         "noise_std": float(math.sqrt(sigma2n)),
+        "fit_ncc": fit_ncc,
     }
 
     # Residual map on the final LR box.

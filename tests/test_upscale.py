@@ -347,3 +347,11 @@ def test_mean_far_from_training_warns(model_u8, caplog):
     with caplog.at_level(logging.WARNING):
         upscale_array(dark, model_u8, tile=16, device="cpu")
     assert "training std" in caplog.text
+
+
+def test_bigtiff_above_the_classic_limit(tmp_path, model_u8, monkeypatch):
+    monkeypatch.setattr(stream_mod, "CLASSIC_TIFF_LIMIT", 10_000)  # pretend 4 GiB is 10 kB
+    src = _write_tif(tmp_path / "LR.tif", _image((40, 40), np.uint8))
+    out = upscale_file(src, model_u8, tmp_path / "SR.tif", tile=16, device="cpu")
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_bigtiff and tif.is_ome and tif.series[0].shape == (160, 160)

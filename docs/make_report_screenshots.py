@@ -44,22 +44,23 @@ def main() -> None:
             return int(r[0]), int(r[1])
 
         args.out.mkdir(parents=True, exist_ok=True)
+
+        def save(img, name: str) -> None:  # a 256-colour palette keeps the PNGs small
+            img.convert("P", palette=Image.ADAPTIVE, colors=256).save(args.out / name,
+                                                                      optimize=True)
+
         top = 0
         _, numbers_end = box("#numbers")
-        page.crop((0, top, args.width, numbers_end + 10)).save(args.out / "report_summary.png",
-                                                                optimize=True)
+        save(page.crop((0, top, args.width, numbers_end + 10)), "report_summary.png")
         g0, _ = box("#gallery")
         figs = drv.execute_script(
             "return Array.from(document.querySelectorAll('#gallery figure')).slice(0, 2)"
             ".map(f => f.getBoundingClientRect().bottom + window.scrollY)")
-        page.crop((0, g0 - 6, args.width, int(figs[-1]) + 10)).save(
-            args.out / "report_gallery.png", optimize=True)
+        save(page.crop((0, g0 - 6, args.width, int(figs[-1]) + 10)), "report_gallery.png")
         p0, p1 = box("#pores")
-        page.crop((0, p0 - 6, args.width, p1 + 6)).save(args.out / "report_pores.png",
-                                                        optimize=True)
-        scale = 700 / args.width
-        page.resize((700, int(page.height * scale)), Image.LANCZOS).save(
-            args.out / "report_full.png", optimize=True)
+        save(page.crop((0, p0 - 6, args.width, p1 + 6)), "report_pores.png")
+        scale = 500 / args.width
+        save(page.resize((500, int(page.height * scale)), Image.LANCZOS), "report_full.png")
     finally:
         drv.quit()
     sys.stdout.write(f"screenshots in {args.out}\n")

@@ -299,7 +299,8 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
         + _img(figs["psd"], "pore-size distributions",
                "Top: equivalent diameters of the pores not cut by the tile edge, pooled over "
                "all tiles, as a histogram and cumulatively. Bottom left: local thickness "
-               "(pore-size function), area-weighted, independent of connectivity. Bottom "
+               "(pore-size function), cumulative by pore area, independent of connectivity. "
+               "Bottom "
                "right: two-point correlation S2(r) of the pore phase, mean over tiles; "
                "S2(0) = porosity.", "wide")))
 
@@ -635,12 +636,22 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
         r0, c0, _, _ = t.lr_box
         figs["gallery"].append((name, f"Tile {i + 1}: region {html.escape(t.region)}, LR-crop "
                                       f"rows {r0}–{r0 + t.size_lr}, columns {c0}–{c0 + t.size_lr}."))
-    for i, g in enumerate(ev.gallery[:2]):
-        name = f"figures/pores_{i + 1:02d}.png"
-        figures.pores_figure(out / name, g, ["bicubic", *ev.models, "HR"], ev.threshold, px,
-                             ev.options.pores_dark, titles)
-        figs["pores"].append((name, f"Pore segmentation of tile {i + 1} (blue: pores; title: "
-                                    "porosity of the tile)."))
+    # The two gallery tiles whose HR porosity is closest to the median over all tiles.
+    med = float(np.median(ev.methods["HR"].porosity)) if ev.methods["HR"].porosity else 0.0
+
+    def hr_porosity(g: dict) -> float:
+        hr = g["HR"]
+        return float(np.mean(hr <= ev.threshold if ev.options.pores_dark else hr > ev.threshold))
+
+    typical = sorted(range(len(ev.gallery)), key=lambda i: abs(hr_porosity(ev.gallery[i]) - med))
+    for j, i in enumerate(sorted(typical[:2])):
+        name = f"figures/pores_{j + 1:02d}.png"
+        figures.pores_figure(out / name, ev.gallery[i], ["bicubic", *ev.models, "HR"],
+                             ev.threshold, px, ev.options.pores_dark, titles)
+        figs["pores"].append((name, f"Pore segmentation of tile {i + 1} of the gallery (blue: "
+                                    "pores; title: porosity of the tile). Shown: the gallery "
+                                    "tiles whose HR porosity is closest to the median over all "
+                                    f"tiles ({100 * med:.1f} %)."))
     for key, label in (("ssim", "SSIM against HR"), ("psnr", "PSNR against HR (dB)")):
         values = {n: getattr(ev.methods[n], key) for n in ["bicubic", *ev.models]}
         figs[f"hist_{key}"] = f"figures/hist_{key}.png"

@@ -198,3 +198,18 @@ def test_metrics_json_schema_and_no_infinity(workspace, tmp_path):
     t = doc["imaging_time"]
     assert t["available"] and t["full_hr_pixels"] == pytest.approx(160 * 160 * 16)
     assert t["time_saved_fraction"] == pytest.approx(1 - (160 * 160 + 512 * 512) / (160 * 160 * 16))
+
+
+def test_imaging_time_with_and_without_dwell_times():
+    from dleem.evaluation.report import imaging_time
+
+    man = {"lr_shape": [1000, 2000], "lr_pixel_size_um": 0.5,
+           "regions": [{"id": "A", "hr_pixel_size_um": 0.1, "ratio": 5.0}]}
+    t = imaging_time(man, {"A": (1000, 1000)})
+    assert t["area_mm2"] == pytest.approx(0.5) and t["full_hr_pixels"] == pytest.approx(5e7)
+    assert t["time_saved_fraction"] == pytest.approx(1 - 3e6 / 5e7) and not t["dwell_known"]
+    # LR imaged fast (1 µs), HR slowly (4 µs): the saving is in time, not pixels.
+    t = imaging_time(man, {"A": (1000, 1000)}, {"LR": 1.0, "A": 4.0, "HR_full": 4.0})
+    assert t["dwell_known"] and t["time_full_h"] == pytest.approx(5e7 * 4 / 3.6e9)
+    assert t["time_saved_fraction"] == pytest.approx(1 - (2e6 + 4e6) / 2e8)
+    assert not imaging_time({"lr_shape": [10, 10], "regions": []}, {})["available"]

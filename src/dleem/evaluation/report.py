@@ -411,14 +411,24 @@ def _time_html(t: dict, dwell_source: str) -> str:
     ]
     if t.get("dwell_known"):
         rows.append(["time imaged / time for all at HR",
-                     f"{t['time_acquired_h']:.3g} h / {t['time_full_h']:.3g} h"])
-    note = ("<p class='note'>Time from " + html.escape(dwell_source) + ". "
+                     f"{_duration(t['time_acquired_h'] * 3600)} / "
+                     f"{_duration(t['time_full_h'] * 3600)}"])
+    note = ("<p class='note'>Time basis: " + html.escape(dwell_source) + ". "
             + ("" if t.get("dwell_known") else
                "With equal dwell time per pixel, time is proportional to pixels; stage moves, "
-               "focusing and overheads are not counted. At 1 µs per pixel the whole area at HR "
-               f"would take {t['full_hr_pixels'] / 3.6e9:.3g} h against "
-               f"{t['acquired_pixels'] / 3.6e9:.3g} h imaged.") + "</p>")
+               "focusing and overheads are not counted. For example, at 1 µs per pixel the "
+               f"whole area at HR would take {_duration(t['full_hr_pixels'] * 1e-6)} against "
+               f"{_duration(t['acquired_pixels'] * 1e-6)} imaged.") + "</p>")
     return _table(["", ""], rows, "kv") + note
+
+
+def _duration(seconds: float) -> str:
+    """Seconds, minutes or hours, whichever reads best."""
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
 
 
 def _methods_html(ev: Evaluation) -> str:

@@ -244,7 +244,7 @@ def refine(
     blur_sigma_lr_px: float | None = None,
     initial_blur: float = DEFAULT_BLUR,
     tolerance_lr_px: float = 5e-4,
-    noise_weights: bool = False,
+    noise_weights: bool = True,
     line_offsets: bool = False,
 ) -> RefineResult:
     """Refine an HR -> LR map by Gauss-Newton on the degraded-HR vs LR grey-level difference.
@@ -269,8 +269,9 @@ def refine(
     tolerance_lr_px : float
         Convergence: largest corner displacement of one update, LR px, at the finest level.
     noise_weights : bool
-        Weight pixels by an inverse shot-noise variance fitted to the residuals (off by
-        default: on dleem.synth it lowered the predicted uncertainty but not the median error).
+        Weight pixels by an inverse shot-noise variance ``a + b * model`` fitted to the
+        residuals (efficient least squares under Poisson noise; on dleem.synth it lowered the
+        median corner error in 5 of 7 dose/ratio scenarios, by up to 10 %).
     line_offsets : bool
         Fit one grey-level offset per LR scan line (line noise); off by default (no gain
         measured on dleem.synth).

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -400,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                    "wall_s": wall, "samples_per_s": res.samples_per_s, "load1_start": load0,
                    "load1_end": os.getloadavg()[0], "checkpoint_every": every,
                    "val_psnr_db_slice003": res.val_psnr_db, "curve": curve,
+                   "options": {k: v for k, v in dataclasses.asdict(opts).items()
+                               if k in ("lr", "lr_d", "weight_decay", "schedule", "ema_decay",
+                                        "adv_weight", "adv_loss", "warmup", "batch", "patch")},
                    "final": {k: final[k] for k in ("psnr_db", "ssim")}}
             if spec["kind"] == "dleem":
                 net, _ = load_checkpoint_ema(name, sorted((mdir / "checkpoints").glob("step_*.pt"))[-1])

@@ -185,27 +185,42 @@ def _levels(start: int) -> list[int]:
     return out
 
 
-def _noise_weights(model: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Inverse-variance weights for shot noise: var = a + b * model fitted to the residuals.
+def _noise_variance(model: np.ndarray, r: np.ndarray, shot: bool) -> np.ndarray:
+    """Per-pixel noise variance: ``a + b * model`` fitted to the residuals (shot noise) or flat.
 
     SEM detector noise grows with the signal (Poisson): weighting each LR pixel by its
-    expected inverse variance is the efficient least-squares estimate. The weights depend on
-    the model, not on the data, so they add no bias. Returns weights with mean 1.
+    expected inverse variance is the efficient least-squares estimate. The variance depends
+    on the model, not on the data, so the weights add no bias.
     """
     r2 = (r.astype(np.float64)) ** 2
-    m = model.astype(np.float64)
     cap = 25.0 * float(np.median(r2)) + 1e-30  # outliers must not steer the noise model
     keep = r2 < cap
+    mean = float(np.mean(r2[keep])) if keep.any() else float(np.mean(r2))
+    if not shot:
+        return np.full(r.shape, max(mean, 1e-30))
+    m = model.astype(np.float64)
     A = np.stack([np.ones(int(keep.sum())), m[keep]], axis=1)
     try:
         (a, b), *_ = np.linalg.lstsq(A, r2[keep], rcond=None)
     except np.linalg.LinAlgError:
-        return np.ones_like(r)
-    var = a + b * m
-    floor = 0.1 * float(np.mean(r2[keep]))
-    var = np.maximum(var, floor)
-    w = 1.0 / var
-    return (w / w.mean()).astype(np.float32)
+        return np.full(r.shape, max(mean, 1e-30))
+    return np.maximum(a + b * m, 0.1 * mean + 1e-30)
+
+
+def _edge_variance(X: np.ndarray, Y: np.ndarray, shape, box: float, sigma: float, texture_var: float) -> np.ndarray:
+    """Model-error variance of LR pixels whose PSF reaches beyond the HR image edge.
+
+    There the model sees a reflected HR image instead of the specimen: the error grows with
+    the PSF mass outside, ``Phi(-(d - box/2) / sigma)`` (d: distance to the nearest edge), times
+    the texture's standard deviation. Adding its square to the noise variance turns the hard
+    margin into a soft one that adapts to the blur and the noise.
+    """
+    from scipy.special import ndtr
+
+    h, w = shape
+    d = np.minimum(np.minimum(X + 0.5, w - 0.5 - X), np.minimum(Y + 0.5, h - 0.5 - Y)).astype(np.float64)
+    out = ndtr(-(d - 0.5 * box) / max(sigma, 1e-6))
+    return texture_var * out * out
 
 
 def _robust_weights(r: np.ndarray, kind: str | None) -> np.ndarray:
@@ -384,9 +399,13 @@ def refine(
                 model = gain * val + offset
             r = L - model
             w = _robust_weights(r, robust) if robust is not None else None
-            if final and noise_weights:
-                if it <= 2:  # noise variance model var = a + b * model (shot noise), refit twice
-                    nw = _noise_weights(model, r)
+            if final:
+                if it <= 4:  # variance model (shot noise + edge model error), refit as it converges
+                    var = _noise_variance(model, r, noise_weights)
+                    var = var + _edge_variance(X.take(idx), Y.take(idx), (hr_h, hr_w), ratio,
+                                               math.sqrt(sigma2), float(np.var(model)))
+                    nw = (1.0 / var)
+                    nw = (nw / nw.mean()).astype(np.float32)
                 w = nw if w is None else w * nw
             x_, y_ = xnf.take(idx), ynf.take(idx)
             npar = 9 if fit_blur else 8

@@ -81,6 +81,14 @@ def test_noise_free_subpixel_and_unbiased():
     json.dumps(res.to_json())
 
 
+def test_twice_the_blur_is_estimated_and_stays_unbiased():
+    p = _pair(rotation_deg=2.0, lr_blur=1.6)
+    res = register_region(p.lr, p.hr, 4.0)
+    assert res.hr_to_lr.corners_rms_error(p.hr_to_lr, p.hr.shape) < 0.003
+    # LR beam beyond the HR image's own blur: sqrt(1.6^2 - (0.6/4)^2)
+    assert res.blur_sigma_lr_px == pytest.approx(1.593, abs=0.05)
+
+
 def test_translation_on_hr_grid_is_carried_to_lr_with_scale():
     """Shift the HR field of view by (+10, -6) HR px: the LR map moves by (2.5, -1.5) LR px."""
     a = _pair(rotation_deg=0.0)

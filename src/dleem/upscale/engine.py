@@ -147,9 +147,15 @@ class _Runner:
         return result
 
 
-def _batches(items: list[Tile], n: int) -> Iterable[list[Tile]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
+def _batches(items: Iterable[Tile], n: int) -> Iterable[list[Tile]]:
+    group: list[Tile] = []
+    for item in items:
+        group.append(item)
+        if len(group) == n:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def run_tiles(
@@ -175,9 +181,11 @@ def run_tiles(
 
     if batch < 1:
         raise DleemError(f"batch must be >= 1, got {batch}")
-    todo = [t for t in grid if not skip or t.index not in skip]
-    info: dict[str, Any] = {"device": str(device), "precision": "fp32", "tiles": len(todo)}
-    if not todo:
+    skip = skip or set()
+    count = len(grid) - sum(1 for i in skip if 0 <= i < len(grid))
+    todo = (t for t in grid if t.index not in skip)  # lazily: memory independent of the tile count
+    info: dict[str, Any] = {"device": str(device), "precision": "fp32", "tiles": count}
+    if not count:
         return info
 
     errors: list[BaseException] = []

@@ -199,16 +199,20 @@ def draw_summary(path: Path, summary: Summary, stats: dict[str, float], *, sigma
     fig.colorbar(im, ax=ax0, fraction=0.046, label="LR grey levels")
     r = summary.hist_range
     edges = np.linspace(-r, r, HIST_BINS + 1)
-    ax1.stairs(np.maximum(summary.hist, 0.5), edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    counts = np.where(summary.hist > 0, summary.hist, np.nan)
+    ax1.step(centres, counts, where="mid", lw=1)
     ax1.set_yscale("log")
-    ax1.set_xlim(-max(lim * 2, 1e-6), max(lim * 2, 1e-6))
+    span = min(r, max(abs(stats["min"]), abs(stats["max"]), lim) * 1.1)
+    ax1.set_xlim(-span, span)
+    ax1.axvline(0, color="0.6", lw=0.8)
     ax1.set_xlabel("degrade(SR) - LR [LR grey levels]")
     ax1.set_ylabel("LR pixels")
-    text = (f"mean {stats['mean']:.3g}   RMS {stats['rms']:.3g}\n"
-            f"median |d| {stats['p50_abs']:.3g}   99% |d| {stats['p99_abs']:.3g}\n"
-            f"min {stats['min']:.3g}   max {stats['max']:.3g}\n"
-            f"blur sigma {sigma_lr_px:g} LR px, scale {scale}, full scale {dtype_max:g}")
-    ax1.text(0.02, 0.98, text, transform=ax1.transAxes, va="top", fontsize=8, family="monospace")
+    text = (f"mean {stats['mean']:.3g}   RMS {stats['rms']:.3g}   min {stats['min']:.3g}   "
+            f"max {stats['max']:.3g}\n"
+            f"median |d| {stats['p50_abs']:.3g}   99% |d| {stats['p99_abs']:.3g}   "
+            f"(σ {sigma_lr_px:g} LR px, x{scale})")
+    ax1.set_title(text, fontsize=8, loc="left", family="monospace")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:

@@ -355,3 +355,10 @@ def test_bigtiff_above_the_classic_limit(tmp_path, model_u8, monkeypatch):
     out = upscale_file(src, model_u8, tmp_path / "SR.tif", tile=16, device="cpu")
     with tifffile.TiffFile(out) as tif:
         assert tif.is_bigtiff and tif.is_ome and tif.series[0].shape == (160, 160)
+
+
+def test_generator_scale_not_matching_its_config_is_an_error(model_u8):
+    m = load_model(model_u8)
+    m.generator = build_generator(m.config.arch, 2).eval()  # weights for x2, config says x4
+    with pytest.raises(DleemError, match="not scale 4 as its config says"):
+        upscale_array(_image((32, 32), np.uint8), m, tile=16, device="cpu")

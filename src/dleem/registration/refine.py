@@ -192,19 +192,20 @@ def _noise_variance(model: np.ndarray, r: np.ndarray, shot: bool) -> np.ndarray:
     expected inverse variance is the efficient least-squares estimate. The variance depends
     on the model, not on the data, so the weights add no bias.
     """
-    r2 = (r.astype(np.float64)) ** 2
-    cap = 25.0 * float(np.median(r2)) + 1e-30  # outliers must not steer the noise model
+    r2 = r * r
+    cap = np.float32(16.0 * float(r2.mean(dtype=np.float64)) + 1e-30)  # outliers must not steer it
     keep = r2 < cap
-    mean = float(np.mean(r2[keep])) if keep.any() else float(np.mean(r2))
+    rk = r2[keep]
+    mean = float(rk.mean(dtype=np.float64)) if rk.size else float(cap) / 16.0
     if not shot:
-        return np.full(r.shape, max(mean, 1e-30))
-    m = model.astype(np.float64)
-    A = np.stack([np.ones(int(keep.sum())), m[keep]], axis=1)
-    try:
-        (a, b), *_ = np.linalg.lstsq(A, r2[keep], rcond=None)
-    except np.linalg.LinAlgError:
-        return np.full(r.shape, max(mean, 1e-30))
-    return np.maximum(a + b * m, 0.1 * mean + 1e-30)
+        return np.full(r.shape, np.float32(max(mean, 1e-30)))
+    mk = model[keep]
+    mm = float(mk.mean(dtype=np.float64))
+    dm = mk - np.float32(mm)
+    vm = float(np.dot(dm, dm))
+    b = float(np.dot(dm, rk - np.float32(mean))) / vm if vm > 0 else 0.0
+    a = mean - b * mm
+    return np.maximum(np.float32(a) + np.float32(b) * model, np.float32(0.1 * mean + 1e-30))
 
 
 def _edge_variance(X: np.ndarray, Y: np.ndarray, shape, box: float, sigma: float, texture_var: float) -> np.ndarray:
@@ -218,9 +219,13 @@ def _edge_variance(X: np.ndarray, Y: np.ndarray, shape, box: float, sigma: float
     from scipy.special import ndtr
 
     h, w = shape
-    d = np.minimum(np.minimum(X + 0.5, w - 0.5 - X), np.minimum(Y + 0.5, h - 0.5 - Y)).astype(np.float64)
-    out = ndtr(-(d - 0.5 * box) / max(sigma, 1e-6))
-    return texture_var * out * out
+    d = np.minimum(np.minimum(X + 0.5, w - 0.5 - X), np.minimum(Y + 0.5, h - 0.5 - Y))
+    t = (d - np.float32(0.5 * box)) / np.float32(max(sigma, 1e-6))
+    near = np.flatnonzero(t < 4.0)
+    var = np.zeros(d.shape, np.float32)
+    out = ndtr(-t[near].astype(np.float64))
+    var[near] = texture_var * out * out
+    return var
 
 
 def _robust_weights(r: np.ndarray, kind: str | None) -> np.ndarray:
@@ -344,6 +349,7 @@ def refine(
         tol = tolerance_lr_px if final else 0.02 * f
         converged = False
         it = 0
+        move = float("inf")
         gain_init = False
         while it < max_iterations:
             it += 1
@@ -400,7 +406,7 @@ def refine(
             r = L - model
             w = _robust_weights(r, robust) if robust is not None else None
             if final:
-                if it <= 4:  # variance model (shot noise + edge model error), refit as it converges
+                if it <= 2 or move > 0.005:  # variance model (shot noise + edge error), refit while moving
                     var = _noise_variance(model, r, noise_weights)
                     var = var + _edge_variance(X.take(idx), Y.take(idx), (hr_h, hr_w), ratio,
                                                math.sqrt(sigma2), float(np.var(model)))
@@ -433,8 +439,9 @@ def refine(
                 means = np.stack([np.bincount(rows, ww * A[:, k], lev.shape[0]) for k in range(npar + 1)], axis=1) / wsum[:, None]
                 A -= means.astype(np.float32)[rows]
                 active.remove(7)
-            Aw = A if w is None else A * w[:, None]
-            M = (Aw.T @ A).astype(np.float64)
+            if w is not None:  # sqrt-weights in place: A'A stays a symmetric rank-k product
+                A *= np.sqrt(w)[:, None]
+            M = (A.T @ A).astype(np.float64)
             Hm = M[np.ix_(active, active)]
             b = M[active, npar]
             try:

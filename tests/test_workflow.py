@@ -118,3 +118,11 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
     assert set(doc["timings_s"]) >= {"register", "train model-mae", "upscale", "evaluate"}
     page = index.read_text()
     assert "consistency.png" in page and "evaluate " in page
+
+
+def test_tile_size_shrinks_to_fit_small_test_areas(tmp_path):
+    from dleem.workflow import fit_tile_size
+
+    ws = make_workspace(tmp_path)  # one 64 x 64 LR px test box at scale 4
+    assert fit_tile_size(ws, 128) == 128
+    assert fit_tile_size(ws, 1024) == 192

@@ -296,7 +296,8 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
 
     _step(i, n, f"evaluate {', '.join(model_dirs)} on held-out tiles")
     t0 = time.perf_counter()
-    options = EvalOptions(tiles=cfg.tiles, tile_size=cfg.tile_size, seed=cfg.eval_seed,
+    tile_size = fit_tile_size(ws, cfg.tile_size)
+    options = EvalOptions(tiles=cfg.tiles, tile_size=tile_size, seed=cfg.eval_seed,
                           threshold=cfg.threshold, pores_dark=cfg.pores == "dark",
                           thickness_tiles=cfg.thickness_tiles)
     device = "cpu" if cfg.device == "auto" else cfg.device
@@ -308,6 +309,23 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
     timings["evaluate"] = time.perf_counter() - t0
     _patch_timings(index, timings)
     return index
+
+
+def fit_tile_size(ws: Path, tile_size: int) -> int:
+    """``tile_size``, or the largest multiple of the scale that fits the smallest side of the
+    largest test box when ``tile_size`` does not (small HR regions on real data)."""
+    from dleem.pairs import load_manifest
+
+    man = load_manifest(ws / "pairs")
+    k = int(man["scale"])
+    sides = [min(b[2] - b[0], b[3] - b[1]) for r in man["regions"]
+             for b in r.get("splits", {}).get("test", [])]
+    if not sides or max(sides) * k >= tile_size:
+        return tile_size
+    fitted = max(k, (max(sides) * k * 3 // 4) // k * k)  # leave room for masked pixels
+    log.warning("test areas are smaller than the %d px evaluation tile: using %d px tiles",
+                tile_size, fitted)
+    return fitted
 
 
 def _patch_timings(index: Path, timings: dict[str, float]) -> None:

@@ -214,10 +214,11 @@ def accuracy(args, lines: list[str]) -> None:
 
 def robustness(args, lines: list[str]) -> None:
     lines.append("## Location without being told (dleem only)\n")
-    lines.append("Success = final corner error < 0.1 LR px (the coarse search found the region and "
-                 "the refinement converged).\n")
-    lines.append("| scenario | success | median error (LR px) |")
-    lines.append("|---|---|---|")
+    lines.append("LR 640², HR 1024² at ratio 4, typical dose; the nominal ratio given is off by the "
+                 "stated amount. Found = final corner error < 0.5 LR px (located and refined; the "
+                 "rest of the error is noise, see the CRLB above).\n")
+    lines.append("| scenario | found | error < 0.1 LR px | median error (LR px) |")
+    lines.append("|---|---|---|---|")
     tests = [
         ("rot 10°, ratio +15 %", 10.0, 1.0 / 1.15, False),
         ("rot -10°, ratio -15 %", -10.0, 1.0 / 0.85, False),
@@ -227,6 +228,7 @@ def robustness(args, lines: list[str]) -> None:
     n = max(4, args.cases // 2)
     for label, rot, factor, search in tests:
         ok = 0
+        fine = 0
         errs = []
         for i in range(n):
             lr, hr, truth = _rot_case(rot, i)
@@ -237,8 +239,9 @@ def robustness(args, lines: list[str]) -> None:
                 print(f"  {label} case {i}: {exc}", file=sys.stderr)
                 e = float("inf")
             errs.append(e)
-            ok += e < 0.1
-        lines.append(f"| {label} | {ok}/{n} | {np.median(errs):.4f} |")
+            ok += e < 0.5
+            fine += e < 0.1
+        lines.append(f"| {label} | {ok}/{n} | {fine}/{n} | {np.median(errs):.4f} |")
         print(lines[-1], flush=True)
     lines.append("")
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: A coarse peak must reach this normalised cross-correlation ...
 MIN_PEAK = 0.3
 #: ... and exceed the best peak outside its main lobe by this factor.
-MIN_DISTINCTNESS = 1.3
+MIN_DISTINCTNESS = 1.1
 
 
 @dataclass
@@ -173,7 +173,12 @@ def _subpixel_peak(c: np.ndarray, iy: int, ix: int) -> tuple[float, float, float
 
 
 def _distinctness(c: np.ndarray, iy: int, ix: int, peak: float) -> float:
-    """Peak over the highest value outside the main lobe (lobe: where c > peak/2, grown 1.5x)."""
+    """Peak over the highest other local maximum outside the main lobe.
+
+    The main lobe is where c > peak/2 around the peak (grown 1.5x); only local maxima
+    (5x5 neighbourhood) count as second peaks, so the shoulder of a broad main lobe on a
+    smooth texture does not pass for a rival.
+    """
     half = 0.5 * peak
     rad = 1
     for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
@@ -184,9 +189,12 @@ def _distinctness(c: np.ndarray, iy: int, ix: int, peak: float) -> float:
     rad = max(2.0, 1.5 * rad)
     yy, xx = np.ogrid[: c.shape[0], : c.shape[1]]
     outside = (yy - iy) ** 2 + (xx - ix) ** 2 > rad * rad
-    if not outside.any():
+    cf = c.astype(np.float32)
+    local_max = cf >= cv2.dilate(cf, np.ones((5, 5), np.uint8)) - 1e-7
+    rivals = outside & local_max
+    if not rivals.any():
         return float("inf")
-    second = float(c[outside].max())
+    second = float(c[rivals].max())
     return float(peak / max(second, 0.05))
 
 

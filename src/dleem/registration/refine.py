@@ -463,7 +463,10 @@ def refine(
             move = np.max(np.linalg.norm(corners_n @ dP.T, axis=1)) / ratio
             log.debug("level %d it %d: step %.2e LR px, s %.4f, rms %.4g, n %d", f, it, move, s, float(np.sqrt(np.mean(r * r))), nv)
             if not np.isfinite(move) or abs(math.log(max(ratio, 1e-9) / ratio0)) > 0.3:
-                raise RegistrationError("refinement diverged (scale ran away)")
+                raise RegistrationError(
+                    "refinement diverged (scale ran away): region absent from the LR image, or "
+                    "misplaced by the coarse search"
+                )
             if move < tol and abs(ds) < 1e-3:
                 converged = True
                 break
@@ -472,7 +475,8 @@ def refine(
         if final:
             if not converged and move > 10 * tol:
                 raise RegistrationError(
-                    f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} LR px)"
+                    f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} "
+                    "LR px): region absent, or not related to the LR image by an affine map"
                 )
             result = (valid, r, w, Hm, nv, active, L)
     valid, r, w, Hm_act, nv, active, L_fin = result

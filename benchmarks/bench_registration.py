@@ -136,17 +136,20 @@ NOTES = """## How to read these numbers
 - **The noise floor.** `dleem CRLB` is dleem's own predicted corner error (Gauss-Newton
   covariance times the residual variance). At the typical dose it is about 0.03 LR px at
   ratio 4 and 0.06-0.08 at ratio 8: with these pixels and this noise no unbiased method can
-  reach the issue's 0.010 / 0.015 LR px, and the measured errors sit at or below that floor
-  (the predicted and measured errors correlate, log-correlation 0.86 over 60 cases).
+  reach the issue's 0.010 / 0.015 LR px; dleem's measured errors sit near that floor
+  (predicted and measured errors correlate case by case: log-correlation 0.86 over 60 cases).
   The anchors' errors are compared on the same cases.
 - **Noise off.** On dleem.synth the noise-free error does not go to zero for any method:
   the residual of a noise-free fit is spatially correlated (autocorrelation 0.65 at 1 px).
-  dleem.synth rasterises the grain outlines point-sampled on a grid only 2x finer than the
-  output pixels, so LR grain edges carry up to ±0.25 LR px of placement error that the truth
-  map does not contain. On exactly rendered pairs (`dleem.registration.simulate`, tested in
+  the likely cause is that dleem.synth rasterises grain outlines point-sampled on a grid only
+  2x finer than the output pixels (auto supersample), so LR grain edges carry up to ±0.25 LR px
+  of placement error that the truth map does not contain. On exactly rendered pairs (`dleem.registration.simulate`, tested in
   `tests/test_registration.py`) dleem's noise-free error is <= 0.0003 LR px.
 - **skimage** (`match_template` + `phase_cross_correlation`) estimates a translation only,
   so rotation and scale errors leave it pixels off, as the issue anticipated.
+- **Anchors' errors are reused**: `--reuse-anchors` takes them from an earlier full run of
+  this script (all methods in one process on the same cached cases, log
+  `benchmarks/out/bench_acc.log`); the anchors did not change, dleem is rerun.
 - **Fails** count errors raised (dleem's quality gates: no distinct peak, poor fit, predicted
   corner error > 0.5 LR px) and errors > 1 LR px; a failure is scored as an infinite error in
   the median.

@@ -193,15 +193,16 @@ class AffineMap:
             borderValue=0.0,
         )
         if fill is not None:
-            # Source coordinates outside the input image get `fill` (pixel extent, not centres).
-            ys, xs = np.mgrid[0:rows, 0:cols]
-            src = self.inverse().apply(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
+            # Source coordinates outside the input image's pixel extent get `fill`: nearest-
+            # neighbour warping of an all-ones image marks exactly -0.5 <= x < w - 0.5.
             h, w = img.shape[:2]
-            outside = (
-                (src[:, 0] < -0.5) | (src[:, 0] > w - 0.5) | (src[:, 1] < -0.5) | (src[:, 1] > h - 0.5)
-            ).reshape(rows, cols)
+            inside = cv2.warpAffine(
+                np.ones((h, w), np.uint8), inv, (cols, rows),
+                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+            )
             out = out.astype(np.result_type(out.dtype, np.float32), copy=False)
-            out[outside] = fill
+            out[inside == 0] = fill
         return out
 
     def corners(self, hr_shape: tuple[int, int]) -> np.ndarray:

@@ -176,6 +176,9 @@ class AffineMap:
             Any real dtype; computed in float32 (float64 input stays float64).
         output_shape : (rows, cols)
         order : {"nearest", "linear", "cubic", "lanczos"} or 0, 1, 3
+            OpenCV kernels. OpenCV's bicubic (a = -0.75) does not reproduce a linear ramp and
+            moves values by up to 0.05 px: fine for display, not for sub-pixel targets (use a
+            spline, e.g. ``scipy.ndimage.map_coordinates``, as ``dleem.pairs`` does).
         fill : float
             Value for output pixels whose source lies outside ``image``.
         """

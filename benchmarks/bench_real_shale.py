@@ -311,7 +311,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=32, help="LR patch side (px)")
-    p.add_argument("--checkpoints", type=int, default=8, help="about this many points per curve")
+    p.add_argument("--checkpoints", type=int, default=10, help="about this many points per dleem curve")
+    p.add_argument("--anchor-checkpoints", type=int, default=6,
+                   help="points per anchor curve (each costs a slow evaluation)")
     p.add_argument("--crop", type=int, default=192, help="LR side of the slice-016 centre crop")
     p.add_argument("--infer-size", type=int, default=512)
     p.add_argument("--infer-repeats", type=int, default=3)
@@ -369,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for name in args.models:
             spec = MODELS[name]
-            every = max(1, round(args.budget_s / steps_cache[name] / args.checkpoints))
+            n_ckpt = args.checkpoints if spec["kind"] == "dleem" else args.anchor_checkpoints
+            every = max(1, round(args.budget_s / steps_cache[name] / n_ckpt))
             mdir = out / "models" / f"{name}_s{seed}"
             if mdir.exists():
                 shutil.rmtree(mdir)

@@ -306,7 +306,7 @@ def reach_time(curve: list[dict[str, float]], target: float) -> float | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget-s", type=float, default=150.0, help="wall-clock training budget per run")
+    p.add_argument("--budget-s", type=float, default=120.0, help="wall-clock training budget per run")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--batch", type=int, default=8)

@@ -363,7 +363,7 @@ class DemoPreset:
 
 DEMO = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=4.0, steps=None, preset="cpu",
                   tiles=200, tile_size=256, thickness_tiles=30)
-QUICK = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=None, steps=40, preset="tiny",
+QUICK = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=None, steps=100, preset="tiny",
                    tiles=40, tile_size=128, thickness_tiles=10)
 
 

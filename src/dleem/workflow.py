@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from os import PathLike
@@ -163,11 +164,6 @@ TOML_KEYS: dict[str, dict[str, tuple[str, tuple[type, ...]]]] = {
 
 def load_config(path: str | PathLike[str]) -> WorkflowConfig:
     """Read CONFIG.toml; relative paths are relative to the file. Unknown keys are errors."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
     path = Path(path)
     if not path.is_file():
         raise DleemError(f"{path}: config file not found")

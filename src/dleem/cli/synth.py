@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--grain-size", type=float, default=60.0, metavar="UM",
                    help="median grain diameter, µm (default 60)")
     s.add_argument("--supersample", type=int, default=None,
-                   help="samples per pixel per axis for area integration (default: 2 for LR, "
+                   help="samples per pixel per axis for area integration (default: 4 for LR, "
                         "3 for HR)")
     p.set_defaults(handler=run)
 

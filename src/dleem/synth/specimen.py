@@ -21,9 +21,10 @@ Microscopy and X-ray Microanalysis*, 4th ed., 2018, ch. 2):
   micro-pores, and subtle grain texture;
 - slightly soft edges (a Gaussian of `edge_softness_um`, the BSE interaction volume).
 
-Rendering (`render`) point-samples a grid `supersample` times finer than the output
-in each direction, blurs it there (edge softness and beam), and box-averages back, so
-an output pixel is the area integral of the blurred specimen over that pixel.
+Rendering (`render`) area-samples a grid `supersample` times finer than the output
+in each direction (polygons exactly, smooth fields at the fine pixel centres), blurs it
+there (edge softness and beam), and box-averages back, so an output pixel is the area
+integral of the blurred specimen over that pixel.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ class SpecimenParams:
         Sigma of the Gaussian that softens every edge (BSE interaction volume).
     supersample : int
         Point samples per output pixel along each axis when rendering (area integration);
-        0 (default) chooses 2-4 from the blur (`auto_supersample`).
+        0 (default) chooses 2-4 from the blur (`auto_supersample`). Used only where the
+        caller of `render` gives none: `dleem.synth.generate` always passes
+        ``SynthParams.lr_supersample`` / ``hr_supersample``, so set those there.
     """
 
     grain_size_um: float = 60.0
@@ -572,7 +575,7 @@ def _render_tile(
     Layers are composited in painter's order with their pixel coverage (`alpha`):
     the pore-space phases (epoxy, clay patches, cement; their smooth-field boundaries
     anti-aliased with a one-pixel ramp), then grain by grain its clay coat and the grain
-    itself (coverage exact along x, `polygon_coverage`). A later grain's coat covers the
+    itself (exact area coverage, `polygon_coverage`). A later grain's coat covers the
     rim of an earlier one, leaving a clay film along the contact.
     """
     r0, c0, r1, c1 = box

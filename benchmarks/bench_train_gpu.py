@@ -99,7 +99,7 @@ def main() -> int:
     lines = [
         "# dleem train on a GPU: numerics and layout",
         "",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Device: {device_name}; "
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Device: {device_name}; "
         f"torch {torch.__version__}. Preset {args.preset}, same seed and data for every variant.",
         "",
         f"Command: `python benchmarks/bench_train_gpu.py --steps {args.steps} --plateau-minutes "

@@ -170,7 +170,7 @@ def main() -> int:
     lines = [
         "# dleem train on the default synthetic dataset (CPU)",
         "",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. "
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch threads {args.threads}; **shared** with other jobs: 1-min load average "
         f"{min(loads):.1f}-{max(loads):.1f} during the run (so every time here is pessimistic).",

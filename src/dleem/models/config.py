@@ -50,7 +50,7 @@ def dtype_max_of(dtype: str | np.dtype) -> float:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _version() -> str:

@@ -56,6 +56,10 @@ SCENARIOS = [
     ("r8 noise off", 8.0, {"noise": False}),
     ("r4 LR blur x2", 4.0, {"lr_blur_sigma_px": 1.6}),
     ("r8 LR blur x2", 8.0, {"lr_blur_sigma_px": 1.6}),
+    # Noise off without 8-bit rounding: the bias proper (rounding a noise-free image is
+    # itself a small, spatially correlated noise).
+    ("r4 noise-free 16-bit", 4.0, {"noise": False, "bits": 16}),
+    ("r8 noise-free 16-bit", 8.0, {"noise": False, "bits": 16}),
 ]
 EXTRA = [("r4 high dose", 4.0, HIGH), ("r8 high dose", 8.0, HIGH)]  # --extra
 

@@ -143,11 +143,13 @@ NOTES = """## How to read these numbers
   reach the issue's 0.010 / 0.015 LR px; dleem's measured errors sit near that floor
   (predicted and measured errors correlate case by case: log-correlation 0.86 over 60 cases).
   The anchors' errors are compared on the same cases.
-- **Noise off.** On dleem.synth the noise-free error does not go to zero for any method:
-  the residual of a noise-free fit is spatially correlated (autocorrelation 0.65 at 1 px).
-  the likely cause is that dleem.synth rasterises grain outlines point-sampled on a grid only
-  2x finer than the output pixels (auto supersample), so LR grain edges carry up to ±0.25 LR px
-  of placement error that the truth map does not contain. On exactly rendered pairs (`dleem.registration.simulate`, tested in
+- **Noise off.** The error that was left with noise off (0.0115 / 0.0228 LR px at ratio
+  4 / 8 before 2026-11-25 13:40 UTC) came from dleem.synth's LR rendering: grain outlines
+  sampled at the centre line of each fine row and only 2 x 2 fine samples per LR pixel.
+  dleem.synth now integrates polygon areas exactly and renders the LR map with 4 x 4
+  samples. What remains with noise off is the 8-bit rounding of the noise-free images (a
+  small, spatially correlated noise); the `16-bit` rows, without it, show the bias proper.
+  On exactly rendered pairs (`dleem.registration.simulate`, tested in
   `tests/test_registration.py`) dleem's noise-free error is <= 0.0003 LR px.
 - **skimage** (`match_template` + `phase_cross_correlation`) estimates a translation only,
   so rotation and scale errors leave it pixels off, as the issue anticipated.

@@ -33,15 +33,24 @@ _MIN_ROWS = 6
 _MAX_ROWS = 4096
 _FIRST_ROWS = 256
 _MAX_COLUMNS = 2048
-#: Rows of text lines inside a bar that may fall below the background fraction.
+#: Rows inside a bar that may fall below the background fraction for no known reason.
 _GAP_ROWS = 3
+#: Rows of a text line still show this fraction of background between the glyphs, however
+#: dense the text (narrow images, big fonts): such rows are bridged when bar rows lie
+#: above them again ...
+_TEXT_BACKGROUND = 0.15
+#: ... up to a text line height of this share of the width (at least 8 rows), so that a
+#: dark image above a black bar is not taken for text.
+_TEXT_SHARE = 1 / 16
 
 
 def _tolerance(band: np.ndarray) -> float:
     if np.issubdtype(band.dtype, np.integer) and np.iinfo(band.dtype).max <= 255:
         return 2.0
-    low, high = np.percentile(band, [1, 99])
-    return max(float(high - low) * 0.01, 1e-12)
+    # 1 % of the image's range; the interquartile range keeps bright ink (a 12-bit image
+    # under a panel drawn at the container's maximum, 65535) from widening it
+    low, q1, q3, high = np.percentile(band, [1, 25, 75, 99])
+    return max(min(float(high - low) * 0.01, float(q3 - q1) * 0.035), 1e-12)
 
 
 def _background(rows: np.ndarray, tol: float) -> float:
@@ -81,15 +90,17 @@ def detect_databar(image: Any) -> int:
     rows = min(search, _FIRST_ROWS)
     while True:  # read a bottom band; widen it only while the bar may reach beyond it
         band = np.asarray(image[height - rows:height, ::step], dtype=np.float32)
-        found = _scan(band)
+        found = _scan(band, width)
         if found is not None or rows >= search:
             return found or 0
         rows = min(search, 2 * rows)
 
 
-def _scan(band: np.ndarray) -> int | None:
-    """Databar rows at the bottom of `band`; None when the bar may extend above it."""
+def _scan(band: np.ndarray, width: int) -> int | None:
+    """Databar rows at the bottom of `band` (of an image `width` columns wide); None when
+    the bar may extend above it."""
     n = band.shape[0]
+    text_rows = max(8, int(width * _TEXT_SHARE))
     tol = _tolerance(band)
     background = _background(band[-max(2, _MIN_ROWS // 2):], tol)
     frac = (np.abs(band - background) <= tol).mean(axis=1)
@@ -102,15 +113,18 @@ def _scan(band: np.ndarray) -> int | None:
     bar_like = ((frac >= _BACKGROUND_FRACTION) & (same >= _SAME_NEIGHBOURS)) | uniform
     if not bar_like[-1]:
         return 0
-    # climb from the bottom over bar-like rows, tolerating short text lines
-    top, gap = n - 1, 0
+    # climb from the bottom over bar-like rows, bridging text lines (rows with background
+    # between the glyphs) and a few other rows; the bar's top is always a bar-like row
+    text_like = frac >= _TEXT_BACKGROUND
+    top, gap, run = n - 1, 0, 0
     for index in range(n - 1, -1, -1):
         if bar_like[index]:
-            top, gap = index, 0
-        else:
-            gap += 1
-            if gap > _GAP_ROWS:
-                break
+            top, gap, run = index, 0, 0
+            continue
+        run += 1
+        gap += not text_like[index]
+        if gap > _GAP_ROWS or run > text_rows:
+            break
     else:
         return None  # no image row found above the bar inside this band
     rows = n - top

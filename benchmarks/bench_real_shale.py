@@ -275,6 +275,32 @@ def upscale_seconds(model_dir: Path, lr: np.ndarray, repeats: int) -> dict[str, 
             "params": sum(p.numel() for p in model.generator.parameters())}
 
 
+def pores_from_models(out: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Whole-slice scores and pores from the saved model folders (final EMA weights)."""
+    import tifffile
+
+    from dleem.models import load_model
+    from dleem.pairs import load_manifest
+
+    stats = load_manifest(out / "workspace" / "pairs")["lr_stats"]
+    norm = {"dtype_max": 255.0, "mean": stats["mean"] / 255.0, "std": stats["std"] / 255.0}
+    from dleem.io import read_image
+
+    data_dir = Path(results["args"]["data_dir"])
+    hr = np.asarray(read_image(data_dir / TEST_FILE).data)
+    lr = tifffile.imread(out / "test" / "LR_016.tif")
+    hr = hr[:SCALE * lr.shape[0], :SCALE * lr.shape[1]]
+    whole = Scorer(lr, hr, norm, (0, 0, *lr.shape), 41)
+    images = {"HR": whole.hr, "bicubic": whole.bicubic(lr)}
+    for run in results["runs"]:
+        mdir = out / "models" / f"{run['model']}_s{run['seed']}"
+        if MODELS[run["model"]]["kind"] == "dleem" and (mdir / "generator.safetensors").exists():
+            sr = whole.predict(load_model(mdir).generator)
+            images[f"{run['model']}_s{run['seed']}"] = sr
+            run["whole"] = whole.score(sr)
+    return {"bicubic_whole": whole.score(images["bicubic"]), "pores": pore_report(images)}
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -331,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.from_json:
         results = json.loads(args.from_json.read_text(encoding="utf-8"))
+        if "pores" not in results:  # run cut short after training: score the saved models
+            results.update(pores_from_models(args.from_json.parent, results))
         results["summary"] = summarize(results)
         (args.from_json.parent / "summary.md").write_text(markdown(results), encoding="utf-8")
         plot_curves(results, args.from_json.parent / "curves.png")
@@ -340,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     params = SEMDegradation(scale=SCALE, hr_pixel_size_um=HR_PIXEL_SIZE_UM)
     data = prepare(out, args.data_dir, params)
     norm_raw = data["manifest"]["lr_stats"]
@@ -440,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed[key] = upscale_seconds(mdir, np.ascontiguousarray(lr512), args.infer_repeats)
         results["inference"] = timed
     results["load_end"] = os.getloadavg()
-    results["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results["summary"] = summarize(results)
     _write(out / "results.json", results)
     (out / "summary.md").write_text(markdown(results), encoding="utf-8")

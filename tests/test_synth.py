@@ -113,6 +113,16 @@ def test_lr_grid_truth_agrees_at_mapped_positions(which, small_noisefree, distor
     assert np.hypot(*d_hr) / truth["ratio"] < 0.003
 
 
+def test_rotation_sign_matches_affine_map(distorted):
+    """truth.json's rotation and AffineMap.rotation_deg (registration.json) use one convention."""
+    from dleem.registration import AffineMap
+
+    region = distorted.truth["regions"][0]
+    fitted = AffineMap.from_list(region["hr_to_lr"]).rotation_deg
+    assert region["rotation_deg"] == pytest.approx(3.0, abs=1e-9)
+    assert fitted == pytest.approx(3.0, abs=1.0)  # same sign; shear and drift tilt it a little
+
+
 def test_windows_are_consistent(small_noisefree):
     """A window rendered alone equals the same part of a larger rendering (tiling, halos)."""
     truth = small_noisefree.truth

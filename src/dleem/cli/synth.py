@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pixel-size", type=float, default=0.5, metavar="UM",
                    help="LR pixel size in µm (default 0.5)")
     g.add_argument("--rotation", type=float, default=0.5, metavar="DEG",
-                   help="HR scan rotation relative to LR (default 0.5, plus jitter)")
+                   help="HR scan rotation relative to LR, counter-clockwise on screen (default 0.5, plus jitter)")
     g.add_argument("--scale-error", type=float, default=0.004,
                    help="HR magnification error, fraction (default 0.004, plus jitter)")
     g.add_argument("--shear", type=float, default=0.002, help="HR scan shear (default 0.002)")

@@ -208,8 +208,9 @@ def hr_pixel_to_phys(
 ) -> np.ndarray:
     """The exact affine map from HR pixel coordinates to physical µm (see module doc)."""
     rows, cols = shape
+    # Counter-clockwise on screen (x right, y down), as AffineMap.rotation_deg reports it.
     th = math.radians(rotation_deg)
-    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    rot = np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
     lin = pixel_size_um * (1 + scale_error) * rot @ np.array([[1.0, shear], [0.0, 1.0]])
     drift = pixel_size_um * rot @ np.asarray(drift_px, float)
     # tau = (y W + x) / (H W) = x / (H W) + y / H

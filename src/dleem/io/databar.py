@@ -6,7 +6,9 @@ on it, often separated from the image by a one- or two-pixel line. An SEM
 image row is never like that: detector noise spreads its values. The test
 per row is therefore "what fraction of the row lies within a small tolerance of
 the band's background value"; the databar is the run of such rows that reaches
-the bottom edge, extended upward over uniform separator lines, and accepted
+the bottom edge, extended upward over uniform separator lines and over text
+lines (however dense the text, some background shows between the glyphs: on a
+128 px wide image a line of text is only about 20 % background), and accepted
 only when the rows just above it look like image. Because a burnt-in panel is
 drawn digitally, most of its pixels also equal their left neighbour exactly,
 which detector noise never produces: that keeps a dark, low-contrast region at

@@ -359,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.from_json.read_text(encoding="utf-8"))
         if "pores" not in results:  # run cut short after training: score the saved models
             results.update(pores_from_models(args.from_json.parent, results))
+        if "inference" not in results and not args.skip_inference:
+            timed = {}
+            for name in args.models:
+                if arch_key(name) not in timed:
+                    log.info("inference %s, %d x %d LR", arch_key(name), args.infer_size, args.infer_size)
+                    timed[arch_key(name)] = inference_seconds(name, args.infer_size, args.infer_repeats)
+            results["inference"] = timed
+        results.setdefault("load_end", os.getloadavg())
+        results.setdefault("finished_utc", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        _write(args.from_json, results)
         results["summary"] = summarize(results)
         (args.from_json.parent / "summary.md").write_text(markdown(results), encoding="utf-8")
         plot_curves(results, args.from_json.parent / "curves.png")

@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -30,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from dleem.errors import DleemError
+from dleem.io.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -528,23 +527,6 @@ def sha256_file(path: str | PathLike[str], chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: str | PathLike[str], obj: Any) -> Path:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- the pairs step

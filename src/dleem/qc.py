@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -24,6 +22,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from dleem.io.atomic import atomic_write
 from dleem.pairs import hr_outline_lr
 
 DISPLAY_MAX_PX = 1400
@@ -37,24 +36,7 @@ def _figure(width_in: float, height_in: float) -> Any:
 
 def save_figure(fig: Any, path: str | PathLike[str], dpi: int = 100) -> Path:
     """Save a figure as PNG atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def display_range(image: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[float, float]:

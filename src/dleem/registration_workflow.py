@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dleem.errors import DleemError, InputError, RegistrationError
+from dleem.io.atomic import write_json
 from dleem.pairs import (
     RegionPair,
     as_matrix,
@@ -33,7 +34,6 @@ from dleem.pairs import (
     make_pairs,
     map_ratio,
     sha256_file,
-    write_json,
 )
 
 log = logging.getLogger(__name__)

@@ -126,7 +126,7 @@ def build_metrics(ev: Evaluation, inputs: ReportInputs, extra: dict[str, Any]) -
         "schema": "dleem-metrics",
         "schema_version": METRICS_SCHEMA_VERSION,
         "dleem_version": __version__,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "workspace": str(inputs.workspace.resolve()),
         "scale": ev.scale,
         "lr_pixel_size_um": ev.lr_pixel_size_um,

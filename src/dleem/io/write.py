@@ -14,7 +14,6 @@ Ctrl-C, the temporary file is removed.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import tifffile
 
 from dleem.errors import InputError
+from dleem.io.atomic import atomic_write
 
 WRITABLE_DTYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "float32", "float64"))
 
@@ -82,7 +82,6 @@ def write_image(
         raise InputError(path, f"cannot write pixel type {array.dtype}")
     if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise InputError(path, f"pixel size must be a positive number of µm, got {pixel_size_um}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, Any] = {"axes": "YX"}
     kwargs: dict[str, Any] = {}
     if description:
@@ -92,26 +91,12 @@ def write_image(
                         PhysicalSizeY=float(pixel_size_um), PhysicalSizeYUnit="µm")
         per_cm = 1e4 / float(pixel_size_um)
         kwargs.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:
             tifffile.imwrite(handle, array, ome=True, metadata=metadata,
                              compression=compression, photometric="minisblack", **kwargs)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once at import: os.umask is process-wide, not thread-safe
+    return atomic_write(path, write)

@@ -9,9 +9,6 @@ leaves a half-written model that looks complete.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -22,27 +19,13 @@ import torch
 from torch import nn
 
 from dleem.errors import DleemError, InputError
+from dleem.io.atomic import atomic_write
 from dleem.models.config import ModelConfig
 from dleem.models.generator import build_generator
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "generator.safetensors"
 RAW_WEIGHTS_FILE = "generator_raw.safetensors"
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def unwrap(module: nn.Module) -> nn.Module:

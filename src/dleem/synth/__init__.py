@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from os import PathLike
@@ -35,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dleem.errors import DleemError, InputError
+from dleem.io.atomic import write_json
 from dleem.synth.acquisition import (
     RegionSpec,
     SynthParams,
@@ -258,21 +257,10 @@ def _write_all(out: Path, params: SynthParams, regions: list[RegionSpec], lr: np
     files = [write_image(out / "LR.tif", lr, pixel_size_um=params.lr_pixel_size_um)]
     for reg, img in zip(regions, hrs, strict=True):
         files.append(write_image(out / reg.file, img, pixel_size_um=reg.pixel_size_um))
-    files.append(_write_json(out / "truth.json", truth))
+    files.append(write_json(out / "truth.json", truth, indent=1))
     return files
 
 
-def _write_json(path: Path, data: dict) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- truth

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dleem.models.folder import atomic_write
+from dleem.io.atomic import atomic_write
 
 LOG_COLUMNS = (
     "step", "elapsed_s", "phase", "lr", "loss_pixel", "loss_adv", "loss_d",

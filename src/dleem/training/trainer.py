@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dleem.errors import DleemError
+from dleem.io.atomic import atomic_write
 from dleem.models.config import PRESETS, ModelConfig
 from dleem.models.discriminator import PatchDiscriminator
-from dleem.models.folder import atomic_write, save_model, state_dict_cpu, unwrap
+from dleem.models.folder import save_model, state_dict_cpu, unwrap
 from dleem.models.generator import build_generator, measure_receptive_field, receptive_field_of
 from dleem.training import ddp
 from dleem.training.curves import plot_curves, write_log

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from dleem.io.atomic import atomic_write
+
 TILE = 512
 HIST_BINS = 512
 PREVIEW_SIDE = 1024
@@ -138,8 +140,6 @@ def write_consistency(
 
     Returns the summary statistics (LR grey levels) and the files written.
     """
-    import os
-    import tempfile
 
     import tifffile
 
@@ -162,17 +162,13 @@ def write_consistency(
     if lr_pixel_size_um:
         metadata.update(PhysicalSizeX=lr_pixel_size_um, PhysicalSizeXUnit="µm",
                         PhysicalSizeY=lr_pixel_size_um, PhysicalSizeYUnit="µm")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=needs_bigtiff([(h, w)], np.float32), ome=True) as tw:
             tw.write(gen(), shape=(h, w), dtype=np.float32, tile=(tile, tile), metadata=metadata,
                      photometric="minisblack")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     stats = summary.as_dict()
     png = png_path or path.with_name(path.name.split(".")[0] + "_summary.png")
     draw_summary(png, summary, stats, sigma_lr_px=sigma_lr_px, scale=scale, dtype_max=dtype_max)
@@ -182,7 +178,6 @@ def write_consistency(
 def draw_summary(path: Path, summary: Summary, stats: dict[str, float], *, sigma_lr_px: float,
                  scale: int, dtype_max: float) -> None:
     """Map preview (largest |d| per block) + histogram + the numbers, as one PNG (atomic)."""
-    import os
 
     import matplotlib
 
@@ -214,10 +209,7 @@ def draw_summary(path: Path, summary: Summary, stats: dict[str, float], *, sigma
             f"(σ {sigma_lr_px:g} LR px, x{scale})")
     ax1.set_title(text, fontsize=8, loc="left", family="monospace")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ exits with code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from os import PathLike
 
 
@@ -25,3 +26,15 @@ class InputError(DleemError):
 
 class RegistrationError(DleemError):
     """An HR region that could not be placed in the LR image with confidence."""
+
+
+def reject_unknown_keys(
+    data: Mapping[str, object], known: Iterable[str], what: str, prefix: str = ""
+) -> None:
+    """Raise a DleemError naming the first key of `data` not in `known`: a typo is an error.
+
+    `prefix` names the table a nested key sits in (``"normalization."``).
+    """
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise DleemError(f"{what}: unknown key '{prefix}{unknown[0]}'")

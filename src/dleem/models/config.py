@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dleem.errors import DleemError
+from dleem.errors import DleemError, reject_unknown_keys
 
 #: Architecture presets: (width, depth). "default" trains a good model on one GPU in
 #: minutes and upscales 4096^2 LR on a laptop CPU in minutes; "cpu" trains within the
@@ -131,9 +131,7 @@ class ModelConfig:
         norm = self.normalization
         if not isinstance(norm, dict):
             raise DleemError("model config: normalization must be an object")
-        unknown = set(norm) - _NORMALIZATION_KEYS
-        if unknown:
-            raise DleemError(f"model config: unknown key 'normalization.{sorted(unknown)[0]}'")
+        reject_unknown_keys(norm, _NORMALIZATION_KEYS, "model config", prefix="normalization.")
         missing = _NORMALIZATION_KEYS - set(norm)
         if missing:
             raise DleemError(f"model config: missing key 'normalization.{sorted(missing)[0]}'")
@@ -168,10 +166,7 @@ class ModelConfig:
         """Build from a dict, rejecting unknown keys with an error naming the key."""
         if not isinstance(data, dict):
             raise DleemError("model config: expected a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in names:
-                raise DleemError(f"model config: unknown key '{key}'")
+        reject_unknown_keys(data, (f.name for f in dataclasses.fields(cls)), "model config")
         required = [f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         for key in required:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from dleem.errors import DleemError
+from dleem.errors import DleemError, reject_unknown_keys
 from dleem.synth.specimen import SpecimenParams
 
 
@@ -162,10 +162,7 @@ class SynthParams:
 
     @classmethod
     def from_dict(cls, data: dict) -> SynthParams:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise DleemError(f"unknown synth parameter(s): {', '.join(sorted(unknown))}")
+        reject_unknown_keys(data, (f.name for f in fields(cls)), "synth parameters")
         d = dict(data)
         if isinstance(d.get("specimen"), dict):
             d["specimen"] = SpecimenParams.from_dict(d["specimen"])

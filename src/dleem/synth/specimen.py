@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from scipy.special import ndtri
 
-from dleem.errors import DleemError
+from dleem.errors import reject_unknown_keys
 from dleem.synth.fields import WaveField, evaluate_on_grid, make_field
 from dleem.synth.raster import polygon_coverage
 
@@ -139,10 +139,7 @@ class SpecimenParams:
 
     @classmethod
     def from_dict(cls, data: dict) -> SpecimenParams:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise DleemError(f"unknown specimen parameter(s): {', '.join(sorted(unknown))}")
+        reject_unknown_keys(data, (f.name for f in fields(cls)), "specimen parameters")
         return cls(**data)
 
 

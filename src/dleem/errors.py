@@ -24,8 +24,30 @@ class InputError(DleemError):
         super().__init__(f"{self.source}: {problem}" if self.source else problem)
 
 
+class ParameterError(DleemError):
+    """A parameter value a step cannot use. The message names the parameter as the API
+    spells it (``tile``); the CLI shows the flag instead (``--tile``)."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        self.parameter = parameter
+        self.problem = problem
+        super().__init__(f"{parameter} {problem}")
+
+    def as_flag(self) -> str:
+        """The message with the parameter spelled as a command-line flag."""
+        return f"--{self.parameter.replace('_', '-')} {self.problem}"
+
+
 class RegistrationError(DleemError):
     """An HR region that could not be placed in the LR image with confidence."""
+
+
+class Cancelled(Exception):  # noqa: N818 - the name a user raises from a progress callback
+    """Raised inside a progress callback to stop a step cleanly.
+
+    The step leaves nothing under a final name and keeps its partial state (checkpoints,
+    the upscale work store) for ``resume``. The CLI maps it, like Ctrl-C, to exit code 130.
+    """
 
 
 def reject_unknown_keys(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from dleem import __version__
 from dleem.cli import demo, evaluate, info, register, run_config, synth, train, upscale
-from dleem.errors import DleemError
+from dleem.errors import Cancelled, DleemError, ParameterError
 
 COMMANDS = (info, synth, register, train, upscale, evaluate, demo, run_config)
 
@@ -46,8 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DleemError as error:
         if args.debug:
             traceback.print_exc()
-        print(f"dleem {args.command}: error: {error}", file=sys.stderr)
+        message = error.as_flag() if isinstance(error, ParameterError) else str(error)
+        print(f"dleem {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Cancelled):
         print(f"dleem {args.command}: interrupted", file=sys.stderr)
         return 130

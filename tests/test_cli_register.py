@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dleem.registration as registration
-from dleem import pairs
+import dleem.registration.pipeline as register_pipeline
 from dleem.cli import main
 from dleem.errors import RegistrationError
 from dleem.io import read_image, write_image
@@ -57,7 +57,7 @@ def known_maps(scene, monkeypatch):
             lr_box=box, ratio=1 / np.sqrt(abs(np.linalg.det(m[:, :2]))), rotation_deg=0.0,
         )
 
-    monkeypatch.setattr(registration, "register_region", fake)
+    monkeypatch.setattr(register_pipeline, "register_region", fake)
     return m
 
 
@@ -79,7 +79,7 @@ def test_register_writes_registration_json_pairs_and_qc(scene, known_maps, tmp_p
     assert region["hr_sha256"] == hashlib.sha256(paths["hr1"].read_bytes()).hexdigest()
     assert (region["gain"], region["offset"]) == (0.9, 3.0)
     # an axis-aligned region: its crop is the LR pixels it covers, a whole-pixel shrink at most
-    outline = pairs.hr_outline_lr(known_maps, (HR_SIZE, HR_SIZE))
+    outline = registration.AffineMap(known_maps).corners((HR_SIZE, HR_SIZE))
     r0, c0, r1, c1 = region["lr_box"]
     assert outline[:, 0].min() - 0.5 <= c0 < outline[:, 0].min() + 1.5
     assert outline[:, 1].max() - 1.5 < r1 <= outline[:, 1].max() + 0.5
@@ -155,7 +155,7 @@ def test_real_core_finds_the_translation_on_the_other_grid(scene, tmp_path):
 
 
 def test_qc_helpers_pick_edges_and_alternate_squares():
-    from dleem import qc
+    from dleem.registration import qc
 
     img = np.zeros((100, 120))
     img[60:, 80:] = 1.0  # one corner with edges, the rest flat
@@ -164,3 +164,23 @@ def test_qc_helpers_pick_edges_and_alternate_squares():
     board = qc.checkerboard(np.zeros((8, 8)), np.ones((8, 8)), 4)
     assert board[0, 0] == 0 and board[0, 4] == 1 and board[4, 4] == 0
     assert qc.nice_length(37.0) == 20.0 and qc.nice_length(0.8) == 0.5
+
+
+@pytest.mark.parametrize("scale", ["12", "1"])
+def test_scale_outside_2_to_8_is_refused_before_any_work(scene, tmp_path, capsys, scale):
+    paths, _ = scene
+    ws = tmp_path / "ws"
+    code = main(["register", str(paths["lr"]), str(paths["hr1"]), "-o", str(ws), "--scale", scale])
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"dleem register: error: --scale must be an integer from 2 to 8, got {scale}"
+    assert not ws.exists()
+
+
+def test_scale_above_the_ratio_warns_and_above_twice_is_refused(scene, known_maps, tmp_path, caplog):
+    paths, _ = scene
+    assert main(["register", str(paths["lr"]), str(paths["hr1"]), "-o", str(tmp_path / "ws"),
+                 "--scale", "8", "--no-qc"]) == 0
+    assert "above the fitted ratio 4.000" in caplog.text
+    with pytest.raises(register_pipeline.ParameterError, match="more than 2 times the fitted ratio"):
+        register_pipeline._check_scale_against_ratio(7, 3.4)

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from dleem import pairs
+from dleem.errors import DleemError
 from dleem.io import read_image
+from dleem.pairs import geometry
+from dleem.registration import AffineMap
+from dleem.workspace import Workspace
 
 
 def specimen(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -25,17 +29,17 @@ def specimen(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     return out
 
 
-def similarity(ratio: float, rotation_deg: float, tx: float, ty: float) -> np.ndarray:
+def similarity(ratio: float, rotation_deg: float, tx: float, ty: float) -> AffineMap:
     """HR px -> LR px: scale 1/ratio, rotation, then translation (x = col, y = row)."""
     t = np.deg2rad(rotation_deg)
     c, s = np.cos(t), np.sin(t)
     lin = np.array([[c, s], [-s, c]]) / ratio
-    return np.column_stack([lin, [tx, ty]])
+    return AffineMap(np.column_stack([lin, [tx, ty]]))
 
 
-def render_hr(m: np.ndarray, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+def render_hr(m: AffineMap, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     v, u = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    x, y = pairs.apply_affine(m, u, v)
+    x, y = m.apply_xy(u, v)
     return specimen(x, y, seed)
 
 
@@ -50,11 +54,11 @@ def test_fine_grid_centres_follow_the_contract():
 
 
 def test_box_kernel_is_an_area_average():
-    k = pairs.box_kernel(2.5)
+    k = geometry.box_kernel(2.5)
     assert np.isclose(k.sum(), 1.0)
     assert np.allclose(k, k[::-1])
     assert k.size == 3 and np.allclose(k, [0.3, 0.4, 0.3])
-    assert np.allclose(pairs.box_kernel(4.0), [0.125, 0.25, 0.25, 0.25, 0.125])
+    assert np.allclose(geometry.box_kernel(4.0), [0.125, 0.25, 0.25, 0.25, 0.125])
 
 
 def test_translation_is_carried_between_grids_with_the_scale_factor():
@@ -66,7 +70,7 @@ def test_translation_is_carried_between_grids_with_the_scale_factor():
     v0, u0 = 52, 36  # HR-world pixel offsets of the region (multiples of 4: LR pixel edges)
     hr = world[v0 : v0 + 120, u0 : u0 + 100]
     # HR pixel u sits at world pixel u0 + u; world pixel w covers LR (w + 0.5) / 4 - 0.5.
-    m = np.array([[0.25, 0.0, (u0 + 0.5) / 4 - 0.5], [0.0, 0.25, (v0 + 0.5) / 4 - 0.5]])
+    m = AffineMap(np.array([[0.25, 0.0, (u0 + 0.5) / 4 - 0.5], [0.0, 0.25, (v0 + 0.5) / 4 - 0.5]]))
     box = pairs.pair_lr_box(m, hr.shape, lr.shape)
     assert box == (13, 9, 43, 34)  # exactly the LR pixels the region covers
     target, mask = pairs.resample_hr_to_fine(hr, m, box, 4)
@@ -74,9 +78,9 @@ def test_translation_is_carried_between_grids_with_the_scale_factor():
     np.testing.assert_allclose(target, world[4 * r0 : 4 * r1, 4 * c0 : 4 * c1], atol=1e-3)
     assert mask.all()
     # a map that forgot the scale factor on the translation would be off by whole pixels
-    wrong = m.copy()
+    wrong = m.matrix.copy()
     wrong[:, 2] = [u0 / 4, v0 / 4]
-    t_wrong, _ = pairs.resample_hr_to_fine(hr, wrong, box, 4)
+    t_wrong, _ = pairs.resample_hr_to_fine(hr, AffineMap(wrong), box, 4)
     assert np.abs(t_wrong - target).mean() > 5
 
 
@@ -103,9 +107,9 @@ def test_target_reproduces_the_specimen_on_a_rotated_map(ratio, rotation, scale)
     t = np.deg2rad(abs(rotation))
     assert (r1 - r0) * (c1 - c0) > 0.85 * footprint / (np.cos(t) + np.sin(t)) ** 2
     # every LR pixel of the box lies inside the HR image
-    inv = pairs.invert_affine(m)
+    inv = m.inverse()
     cy, cx = np.meshgrid([r0 - 0.5, r1 - 0.5], [c0 - 0.5, c1 - 0.5], indexing="ij")
-    u, v = pairs.apply_affine(inv, cx, cy)
+    u, v = inv.apply_xy(cx, cy)
     assert u.min() >= -0.5 - 1e-9 and u.max() <= 400 - 0.5 + 1e-9
     assert v.min() >= -0.5 - 1e-9 and v.max() <= 420 - 0.5 + 1e-9
 
@@ -129,7 +133,7 @@ def test_mask_excludes_masked_hr_pixels_and_region_outside_lr():
     valid[100:110, :] = False
     _, mask = pairs.resample_hr_to_fine(hr, m, box, 4, hr_valid=valid)
     assert 0.85 < mask.mean() < 0.97
-    with pytest.raises(pairs.DleemError):
+    with pytest.raises(DleemError):
         pairs.pair_lr_box(similarity(4.0, 0, 500, 500), hr.shape, (128, 128))
 
 
@@ -194,9 +198,9 @@ def test_image_stats_in_chunks_match_numpy():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 4096, (301, 77)).astype(np.uint16)
     st = pairs.image_stats(img, rows_per_chunk=64)
-    assert st["mean"] == pytest.approx(img.mean(), rel=1e-12)
-    assert st["std"] == pytest.approx(img.std(), rel=1e-9)
-    assert (st["min"], st["max"]) == (img.min(), img.max())
+    assert st.mean == pytest.approx(img.mean(), rel=1e-12)
+    assert st.std == pytest.approx(img.std(), rel=1e-9)
+    assert (st.min, st.max) == (img.min(), img.max())
 
 
 CONTRACT_TOP = {"version", "scale", "lr_file", "lr_sha256", "lr_dtype", "lr_shape",
@@ -216,10 +220,10 @@ def test_make_pairs_writes_the_manifest_of_the_contract(tmp_path):
                          hr_pixel_size_um=0.4 / 4.17, ratio=4.17)
         for i, m in enumerate([m1, m2])
     ]
-    manifest = pairs.make_pairs(lr, regions, tmp_path / "pairs", lr_file="/data/LR.tif",
+    manifest = pairs.make_pairs(lr, regions, tmp_path, lr_file="/data/LR.tif",
                                 lr_sha256="1" * 64, lr_pixel_size_um=0.4, lr_blur_sigma_px=0.8)
-    on_disk = pairs.load_manifest(tmp_path / "pairs")
-    assert on_disk == json.loads(json.dumps(manifest))
+    assert Workspace(tmp_path).read_pairs() == manifest
+    on_disk = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
     assert CONTRACT_TOP <= set(on_disk)
     assert on_disk["scale"] == 4 and on_disk["lr_dtype"] == "uint8"
     assert on_disk["lr_stats"]["mean"] == pytest.approx(lr.mean())
@@ -235,7 +239,7 @@ def test_make_pairs_writes_the_manifest_of_the_contract(tmp_path):
         assert crop.pixel_size_um == pytest.approx(0.4)
         assert target.pixel_size_um == pytest.approx(0.1)
         assert set(region["splits"]) == {"train", "val", "test"}
-        assert np.allclose(region["hr_to_lr"], m1 if region["id"] == "HR_1" else m2)
+        assert np.allclose(region["hr_to_lr"], (m1 if region["id"] == "HR_1" else m2).matrix)
 
 
 def test_target_reproduces_the_synthetic_specimen(tmp_path):
@@ -251,14 +255,15 @@ def test_target_reproduces_the_synthetic_specimen(tmp_path):
     vmax = 2**16 - 1
     gain = truth["lr_gain"] / reg["gain"]
     offset = (truth["lr_offset"] - gain * reg["offset"]) * vmax
-    box = pairs.pair_lr_box(reg["hr_to_lr"], hr.shape, truth["lr_shape"])
-    target, mask = pairs.resample_hr_to_fine(hr, reg["hr_to_lr"], box, 4, gain=gain, offset=offset)
+    hr_to_lr = AffineMap.from_list(reg["hr_to_lr"])
+    box = pairs.pair_lr_box(hr_to_lr, hr.shape, truth["lr_shape"])
+    target, mask = pairs.resample_hr_to_fine(hr, hr_to_lr, box, 4, gain=gain, offset=offset)
     assert mask.all() and target.shape == (4 * (box[2] - box[0]), 4 * (box[3] - box[1]))
     ref = synth.render_truth(truth, box, 4, blur="hr")
 
     def rel_error(shift_x: float, shift_y: float) -> float:
         m = np.array(reg["hr_to_lr"]) + [[0, 0, shift_x], [0, 0, shift_y]]
-        t, _ = pairs.resample_hr_to_fine(hr, m, box, 4, gain=gain, offset=offset)
+        t, _ = pairs.resample_hr_to_fine(hr, AffineMap(m), box, 4, gain=gain, offset=offset)
         return float(np.sqrt(np.mean((t - ref) ** 2)) / ref.std())
 
     best = rel_error(0.0, 0.0)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from dleem.errors import DleemError, reject_unknown_keys
+from dleem.errors import DleemError, ParameterError, reject_unknown_keys
 
 #: Grey-level dtypes dleem reads, trains on and writes (float16 is widened on reading).
 SUPPORTED_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "float32", "float64")
@@ -51,10 +51,10 @@ BLUR_TRUNCATE = 4.0
 
 
 def check_scale(scale: Any, name: str = "scale") -> int:
-    """The integer scale ``scale`` if it lies in `SCALE_RANGE`, else a `DleemError` naming ``name``."""
+    """The integer scale ``scale`` if it lies in `SCALE_RANGE`, else a `ParameterError` naming ``name``."""
     lo, hi = SCALE_RANGE
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not lo <= scale <= hi:
-        raise DleemError(f"{name} must be an integer from {lo} to {hi}, got {scale!r}")
+        raise ParameterError(name, f"must be an integer from {lo} to {hi}, got {scale!r}")
     return int(scale)
 
 

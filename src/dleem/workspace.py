@@ -121,9 +121,9 @@ def _to_dict(record: Any) -> dict[str, Any]:
     out = {}
     for name in _fields(type(record)):
         value = getattr(record, name)
-        if dataclasses.is_dataclass(value):
+        if hasattr(value, "to_dict"):
             value = value.to_dict()
-        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+        elif isinstance(value, list) and value and hasattr(value[0], "to_dict"):
             value = [v.to_dict() for v in value]
         out[name] = jsonable(value)
     return out

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="LR pixel size / HR pixel size (> 1), refined by the fit; "
                         "default from the files' pixel sizes")
     p.add_argument("--scale", type=int, default=None,
-                   help="integer scale k of the training pairs (default min(8, round(ratio)))")
+                   help="integer scale k of the training pairs, 2..8 (default round(ratio), within 2..8)")
     p.add_argument("--rotation-search", action="store_true",
                    help="search rotations to ±45° (default ±10°)")
     p.add_argument("--keep-going", action="store_true",
@@ -53,30 +53,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dleem.registration_workflow import register_files
+    from dleem.progress import ProgressDisplay
+    from dleem.registration.pipeline import register_files
 
-    result = register_files(
-        args.lr, args.hr, args.workspace,
-        ratio=args.ratio, scale=args.scale, rotation_search=args.rotation_search,
-        keep_going=args.keep_going, robust=args.robust,
-        pixel_size_lr_um=args.pixel_size_lr, pixel_size_hr_um=args.pixel_size_hr,
-        mask_databar=not args.keep_databar, seed=args.seed,
-        split_fractions=tuple(args.split), guard_lr_px=args.guard, split_layout=args.split_layout,
-        max_iterations=args.max_iterations, qc=not args.no_qc,
-    )
-    regions = result["regions"]
-    ok = sum(1 for r in regions if r["status"] == "ok")
+    with ProgressDisplay() as progress:
+        record = register_files(
+            args.lr, args.hr, args.workspace,
+            ratio=args.ratio, scale=args.scale, rotation_search=args.rotation_search,
+            keep_going=args.keep_going, robust=args.robust,
+            pixel_size_lr_um=args.pixel_size_lr, pixel_size_hr_um=args.pixel_size_hr,
+            mask_databar=not args.keep_databar, seed=args.seed,
+            split_fractions=tuple(args.split), guard_lr_px=args.guard, split_layout=args.split_layout,
+            max_iterations=args.max_iterations, qc=not args.no_qc, progress=progress,
+        )
     lines = []
-    for r in regions:
-        if r["status"] == "ok":
+    for r in record.regions:
+        if r.ok:
             lines.append(
-                f"{r['file']}: ok  ratio {_num(r['ratio'], '.4f')}  rotation {_num(r['rotation_deg'], '+.3f')} deg  "
-                f"NCC {_num(r['ncc_peak'], '.3f')}  residual {_num(r['residual'], '.4g')}"
+                f"{r.file}: ok  ratio {_num(r.ratio, '.4f')}  rotation {_num(r.rotation_deg, '+.3f')} deg  "
+                f"NCC {_num(r.ncc_peak, '.3f')}  residual {_num(r.residual, '.4g')}"
             )
         else:
-            lines.append(f"{r['file']}: {r['status']}: {r['message']}")
-    lines.append(f"{ok}/{len(regions)} regions registered; workspace {args.workspace} "
-                 "(registration.json, qc/, pairs/)")
+            lines.append(f"{r.file}: {r.status}: {r.message}")
+    lines.append(f"{len(record.placed)}/{len(record.regions)} regions registered; workspace "
+                 f"{args.workspace} (registration.json, qc/, pairs/)")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from dleem.errors import RegistrationError
+from dleem.imaging import footprint_variance_lr_px2
 from dleem.registration.locate import reduce_image
 from dleem.registration.transform import AffineMap, image_corners
 
@@ -251,6 +252,409 @@ def _lr_box(hr_to_lr: AffineMap, hr_shape, lr_shape) -> tuple[int, int, int, int
     return row0, col0, row1, col1
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The options of one :func:`refine` call, and the HR image facts every level needs."""
+
+    robust: str | None
+    max_iterations: int
+    fix_blur: bool
+    tolerance_lr_px: float
+    noise_weights: bool
+    line_offsets: bool
+    ratio0: float
+    hr_shape: tuple[int, int]
+    hr_ok: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """The LR crop refine works on, and its normalised coordinates.
+
+    ``x~ = (x_lr - c0 - cx) / sc``; ``norm`` maps LR px to ``x~``.
+    """
+
+    img: np.ndarray
+    ok: np.ndarray | None
+    r0: int
+    c0: int
+    cx: float
+    cy: float
+    sc: float
+    norm: AffineMap
+    lr_shape: tuple[int, int]
+
+
+@dataclass
+class _Params:
+    """What Gauss-Newton fits: ``P`` maps ``[x~, y~, 1]`` to HR px; grey gain/offset; blur ``s``."""
+
+    P: np.ndarray
+    gain: float
+    offset: float
+    s: float
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One pyramid level: the reduced LR crop and the normalised coordinates of its pixels."""
+
+    f: int
+    final: bool
+    smooth: float
+    shape: tuple[int, int]
+    lev_v: np.ndarray
+    ok: np.ndarray
+    xn: np.ndarray
+    yn: np.ndarray
+    corners_n: np.ndarray
+    fit_blur: bool
+    tol: float
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The last iteration of the finest level: what the quality gate and the CRLB read."""
+
+    valid: np.ndarray
+    r: np.ndarray
+    w: np.ndarray | None
+    Hm: np.ndarray
+    active: list[int]
+    L: np.ndarray
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _hr_mask_u8(hr_mask: np.ndarray | None, hr_shape: tuple[int, int]) -> np.ndarray | None:
+    """The HR mask as uint8 (for ``remap``), or None; its shape must be the HR image's."""
+    if hr_mask is None:
+        return None
+    hr_ok = np.asarray(hr_mask, dtype=np.uint8)
+    if hr_ok.shape != hr_shape:
+        raise RegistrationError(f"hr_mask shape {hr_ok.shape} differs from HR shape {hr_shape}")
+    return hr_ok
+
+
+def _crop_lr(lr, hr_shape, initial: AffineMap, start_level: int, lr_mask) -> _Crop:
+    """The LR crop around the initial footprint, with room for the map to move."""
+    H, W = np.asarray(lr).shape if not hasattr(lr, "shape") else lr.shape
+    pad = 2 * start_level + 3
+    r0, c0, r1, c1 = _lr_box(initial, hr_shape, (H, W))
+    r0, c0 = max(0, r0 - pad), max(0, c0 - pad)
+    r1, c1 = min(H, r1 + pad), min(W, c1 + pad)
+    if r1 - r0 < 4 or c1 - c0 < 4:
+        raise RegistrationError("the region maps outside the LR image")
+    img = np.asarray(lr[r0:r1, c0:c1]).astype(np.float32)
+    ok = None if lr_mask is None else np.asarray(lr_mask[r0:r1, c0:c1], dtype=bool)
+    ch, cw = img.shape
+    cx, cy, sc = (cw - 1) / 2.0, (ch - 1) / 2.0, max(cw, ch) / 2.0
+    norm = AffineMap(np.array([[1 / sc, 0, -(c0 + cx) / sc], [0, 1 / sc, -(r0 + cy) / sc]]))
+    return _Crop(img, ok, r0, c0, cx, cy, sc, norm, (int(H), int(W)))
+
+
+def _make_level(crop: _Crop, f: int, fix_blur: bool, tolerance_lr_px: float) -> _Level:
+    """The crop reduced by ``f`` (smoothed at coarse levels) and its pixel coordinates."""
+    final = f == 1
+    lev = reduce_image(crop.img, f)
+    ok = np.ones(lev.shape, bool) if crop.ok is None else reduce_image(crop.ok.view(np.uint8), f) > 0.999
+    smooth = 0.0 if final else COARSE_SMOOTHING
+    if smooth > 0:
+        lev = cv2.GaussianBlur(lev, (0, 0), smooth, borderType=cv2.BORDER_REFLECT)
+    iy, ix = np.mgrid[0 : lev.shape[0], 0 : lev.shape[1]].astype(np.float32)
+    xn = ((f * ix + (f - 1) / 2.0) - crop.cx) / crop.sc
+    yn = ((f * iy + (f - 1) / 2.0) - crop.cy) / crop.sc
+    ch, cw = crop.img.shape
+    corners_n = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], float) * [cw / 2 / crop.sc, ch / 2 / crop.sc, 1]
+    return _Level(
+        f=f,
+        final=final,
+        smooth=smooth,
+        shape=lev.shape,
+        lev_v=lev.ravel(),
+        ok=ok.ravel(),
+        xn=xn,
+        yn=yn,
+        corners_n=corners_n,
+        fit_blur=final and not fix_blur,
+        tol=tolerance_lr_px if final else 0.02 * f,
+    )
+
+
+# ----------------------------------------------------------------------------- one iteration
+
+
+def _model_variance(blurred: _BlurredHR, lv: _Level, ratio: float, s: float, it: int) -> float:
+    """Gaussian variance (HR px**2) of the model at this level; re-blurs the HR image if needed.
+
+    Finest level: the beam alone (the pixel footprint is an exact box in ``blurred``).
+    Coarse levels: the Gaussian footprint approximation of the reduced pixel plus the beam
+    (see the module docstring), plus the extra coarse smoothing.
+    """
+    if lv.final:
+        sigma2 = (ratio * s) ** 2
+        if blurred.sigma2 < 0 or blurred.box is None or abs(sigma2 - blurred.sigma2) > 0.1 * blurred.sigma2:
+            blurred.update(sigma2, box=ratio)
+    else:
+        f = lv.f
+        sigma2 = (ratio * f) ** 2 * (footprint_variance_lr_px2(s / f) + lv.smooth**2)
+        if it == 1:
+            blurred.update(sigma2)
+    return sigma2
+
+
+def _valid_pixels(X, Y, lv: _Level, ratio: float, sigma2: float, cfg: _Settings) -> np.ndarray:
+    """Flat indices of the level pixels whose model stays inside the usable HR image.
+
+    The margin keeps the blur kernel inside the HR image, plus slack for the last moves.
+    """
+    if lv.final:  # box of one LR pixel + MARGIN_SIGMAS of the Gaussian + 1 HR px of slack
+        margin = 0.5 * ratio + MARGIN_SIGMAS * math.sqrt(sigma2) + 1.0
+    else:
+        margin = 3.0 * math.sqrt(sigma2) + 1.0 + 0.5 * ratio * lv.f
+    hr_h, hr_w = cfg.hr_shape
+    inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
+    valid = inside.ravel() & lv.ok
+    if cfg.hr_ok is not None:
+        hv = cv2.remap(cfg.hr_ok, X, Y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        valid &= hv.ravel() > 0
+    return valid
+
+
+def _initial_gain_offset(val: np.ndarray, L: np.ndarray) -> tuple[float, float]:
+    """Linear least squares for gain and offset at the current geometry."""
+    mv, ml = float(val.mean(dtype=np.float64)), float(L.mean(dtype=np.float64))
+    cvv = float(np.dot(val - mv, val - mv))
+    gain = float(np.dot(val - mv, L - ml)) / cvv if cvv > 0 else 1.0
+    return gain, ml - gain * mv
+
+
+def _noise_weights(model, r, X, Y, ratio: float, sigma2: float, cfg: _Settings) -> np.ndarray:
+    """Inverse-variance weights (shot noise + edge model error), normalised to mean 1."""
+    var = _noise_variance(model, r, cfg.noise_weights)
+    var = var + _edge_variance(X, Y, cfg.hr_shape, ratio, math.sqrt(sigma2), float(np.var(model)))
+    nw = 1.0 / var
+    return (nw / nw.mean()).astype(np.float32)
+
+
+def _solve_step(gx, gy, val, lap, r, x_, y_, w, gain: float, ratio: float, s: float, rows, nrows: int):
+    """One Gauss-Newton linear solve. Returns (delta, normal matrix, active columns, row means).
+
+    Columns: 6 affine, gain, offset (+ blur when ``lap`` is given). With ``rows`` (one offset
+    per scan line) the per-row means are projected out of every column (Frisch-Waugh) and the
+    global offset is dropped: it is part of the row offsets, updated from ``means``.
+    """
+    nv = r.size
+    npar = 9 if lap is not None else 8
+    # [J | r] in one array: one matrix product gives J'J, J'r (a single GEMM is far
+    # faster than GEMM + GEMV here).
+    A = np.empty((nv, npar + 1), np.float32)
+    np.multiply(gx, np.float32(gain), out=A[:, 2])
+    np.multiply(gy, np.float32(gain), out=A[:, 5])
+    np.multiply(A[:, 2], x_, out=A[:, 0])
+    np.multiply(A[:, 2], y_, out=A[:, 1])
+    np.multiply(A[:, 5], x_, out=A[:, 3])
+    np.multiply(A[:, 5], y_, out=A[:, 4])
+    A[:, 6] = val
+    A[:, 7] = 1.0
+    if lap is not None:
+        np.multiply(lap, np.float32(gain * ratio**2 * s), out=A[:, 8])
+    A[:, npar] = r
+    active = list(range(npar))
+    means = None
+    if rows is not None:
+        ww = np.ones(nv, np.float32) if w is None else w
+        wsum = np.maximum(np.bincount(rows, ww, nrows), 1e-12)
+        means = np.stack([np.bincount(rows, ww * A[:, k], nrows) for k in range(npar + 1)], axis=1) / wsum[:, None]
+        A -= means.astype(np.float32)[rows]
+        active.remove(7)
+    if w is not None:  # sqrt-weights in place: A'A stays a symmetric rank-k product
+        A *= np.sqrt(w)[:, None]
+    M = (A.T @ A).astype(np.float64)
+    Hm = M[np.ix_(active, active)]
+    b = M[active, npar]
+    try:
+        delta = np.zeros(npar)
+        delta[active] = np.linalg.solve(Hm, b)
+    except np.linalg.LinAlgError as exc:
+        raise RegistrationError("refinement failed: singular normal matrix (flat region?)") from exc
+    return delta, Hm, active, means
+
+
+# ----------------------------------------------------------------------------- one level
+
+
+def _run_level(lv: _Level, par: _Params, blurred: _BlurredHR, crop: _Crop, cfg: _Settings):
+    """Gauss-Newton iterations at one pyramid level; updates ``par`` in place.
+
+    Returns (iterations, converged, last step in LR px, :class:`_Fit` of the last iteration).
+    """
+    use_lines = lv.final and cfg.line_offsets
+    nrows = lv.shape[0]
+    xnf, ynf = lv.xn.ravel(), lv.yn.ravel()
+    converged = False
+    it = 0
+    move = float("inf")
+    row_off = None
+    while it < cfg.max_iterations:
+        it += 1
+        ratio = math.sqrt(abs(np.linalg.det(par.P[:, :2]))) / crop.sc
+        sigma2 = _model_variance(blurred, lv, ratio, par.s, it)
+        Pf = par.P.astype(np.float32)
+        X = Pf[0, 0] * lv.xn + Pf[0, 1] * lv.yn + Pf[0, 2]
+        Y = Pf[1, 0] * lv.xn + Pf[1, 1] * lv.yn + Pf[1, 2]
+        if it <= 2:
+            # The pixel set is frozen after two iterations: a pixel flickering across the
+            # margin would otherwise make Gauss-Newton cycle.
+            valid = _valid_pixels(X, Y, lv, ratio, sigma2, cfg)
+            idx = np.flatnonzero(valid)
+        nv = int(idx.size)
+        if nv < 16:
+            raise RegistrationError("refinement diverged: the region left the LR/HR overlap")
+        jac = par.P[:, :2] * (lv.f / crop.sc)  # d(X, Y)/d(col, row) of the level grid
+        val, gx, gy, lap = blurred.sample(X, Y, jac, lv.fit_blur, idx)
+        if lv.fit_blur:
+            # model at the current s from the blurred image at blurred.sigma2 (heat equation)
+            val = val + 0.5 * (sigma2 - blurred.sigma2) * lap
+        L = lv.lev_v.take(idx)
+        if row_off is None:
+            par.gain, par.offset = _initial_gain_offset(val, L)
+            row_off = np.full(nrows, par.offset, np.float64)
+        rows = idx // lv.shape[1] if use_lines else None
+        if use_lines:
+            model = par.gain * val + row_off.astype(np.float32).take(rows)
+        else:
+            model = par.gain * val + par.offset
+        r = L - model
+        w = _robust_weights(r, cfg.robust) if cfg.robust is not None else None
+        if lv.final:
+            if it <= 2 or move > 0.005:  # variance model, refit while moving
+                nw = _noise_weights(model, r, X.take(idx), Y.take(idx), ratio, sigma2, cfg)
+            w = nw if w is None else w * nw
+        delta, Hm, active, means = _solve_step(
+            gx, gy, val, lap, r, xnf.take(idx), ynf.take(idx), w, par.gain, ratio, par.s, rows, nrows
+        )
+        if use_lines:
+            row_off += means[:, -1] - means[:, :-1] @ delta
+            par.offset = float(np.average(row_off, weights=np.bincount(rows, minlength=nrows) + 1e-12))
+        dP = delta[:6].reshape(2, 3)
+        par.P += dP
+        par.gain += float(delta[6])
+        par.offset += float(delta[7])
+        ds = 0.0
+        if lv.fit_blur:
+            ds = float(np.clip(delta[8], -0.3, 0.3))
+            par.s = float(np.clip(par.s + ds, 0.05, 5.0))
+        move = np.max(np.linalg.norm(lv.corners_n @ dP.T, axis=1)) / ratio
+        log.debug("level %d it %d: step %.2e LR px, s %.4f, rms %.4g, n %d", lv.f, it, move, par.s, float(np.sqrt(np.mean(r * r))), nv)
+        if not np.isfinite(move) or abs(math.log(max(ratio, 1e-9) / cfg.ratio0)) > 0.3:
+            raise RegistrationError(
+                "refinement diverged (scale ran away): region absent from the LR image, or "
+                "misplaced by the coarse search"
+            )
+        if move < lv.tol and abs(ds) < 1e-3:
+            converged = True
+            break
+    return it, converged, move, _Fit(valid, r, w, Hm, active, L)
+
+
+# ----------------------------------------------------------------------------- result
+
+
+def _fit_quality(fit: _Fit) -> float:
+    """Explained variance of the LR crop; a wrong place does not explain it (quality gate)."""
+    lc = fit.L.astype(np.float64) - float(fit.L.mean())
+    fit_ncc = float(1.0 - np.sum(fit.r.astype(np.float64) ** 2) / max(float(np.sum(lc * lc)), 1e-30))
+    if fit_ncc < MIN_FIT:
+        raise RegistrationError(
+            f"refinement ended on a poor fit (explained variance {fit_ncc:.2f} < {MIN_FIT}): "
+            "region not in the LR image, or not an affine match"
+        )
+    return fit_ncc
+
+
+def _covariance(fit: _Fit, npar: int, extra_dof: int) -> tuple[np.ndarray, float]:
+    """Parameter covariance (CRLB: noise variance times the inverse normal matrix), noise variance."""
+    rw = fit.r.astype(np.float64)
+    wv = np.ones_like(rw) if fit.w is None else fit.w.astype(np.float64)
+    dof = len(fit.active) + extra_dof
+    sigma2n = float(np.sum(wv * rw * rw) / max(np.sum(wv) - dof, 1.0))
+    cov = np.full((npar, npar), np.nan)
+    try:
+        cov[np.ix_(fit.active, fit.active)] = sigma2n * np.linalg.inv(fit.Hm)
+    except np.linalg.LinAlgError:
+        pass
+    return cov, sigma2n
+
+
+def _point_jacobian(P: np.ndarray, norm: AffineMap, points: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """d(hr_to_lr(points))/d(P), flattened, by forward differences on the six entries of P."""
+    base = AffineMap(P).compose(norm).inverse().apply(points).ravel()
+    jac = np.zeros((base.size, 6))
+    for k in range(6):
+        Pk = P.copy()
+        Pk.flat[k] += eps
+        jac[:, k] = (AffineMap(Pk).compose(norm).inverse().apply(points).ravel() - base) / eps
+    return jac
+
+
+def _uncertainty(P, norm: AffineMap, hr_shape, cov: np.ndarray, sigma2n: float, fit_ncc: float) -> dict:
+    """Corner and centre errors implied by the covariance of the six geometric parameters."""
+    hr_h, hr_w = hr_shape
+    jc = _point_jacobian(P, norm, image_corners(hr_shape))
+    ccov = jc @ cov[:6, :6] @ jc.T
+    centre = np.array([(hr_w - 1) / 2.0, (hr_h - 1) / 2.0])
+    jcen = _point_jacobian(P, norm, centre)
+    cen_cov = jcen @ cov[:6, :6] @ jcen.T
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    return {
+        "corner_rms_lr_px": float(np.sqrt(max(np.trace(ccov), 0.0) / 4.0)),
+        "center_x_lr_px": float(math.sqrt(max(cen_cov[0, 0], 0.0))),
+        "center_y_lr_px": float(math.sqrt(max(cen_cov[1, 1], 0.0))),
+        "gain": float(std[6]),
+        "offset": float(std[7]),
+        "blur_sigma_lr_px": float(std[8]) if cov.shape[0] > 8 else 0.0,
+        "noise_std": float(math.sqrt(sigma2n)),
+        "fit_ncc": fit_ncc,
+    }
+
+
+def _residual_map(fit: _Fit, crop: _Crop, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The final residuals on the LR box (NaN where a pixel was not used)."""
+    res_full = np.full(crop.img.shape, np.nan, np.float32)
+    res_full.ravel()[np.flatnonzero(fit.valid)] = fit.r
+    br0, bc0, br1, bc1 = box
+    return res_full[br0 - crop.r0 : br1 - crop.r0, bc0 - crop.c0 : bc1 - crop.c0].copy()
+
+
+def _result(par: _Params, fit: _Fit, crop: _Crop, cfg: _Settings, iterations: int) -> RefineResult:
+    """Quality gate, CRLB and residual map of the converged fit."""
+    fit_ncc = _fit_quality(fit)
+    npar = 8 if cfg.fix_blur else 9
+    cov, sigma2n = _covariance(fit, npar, crop.img.shape[0] if cfg.line_offsets else 0)
+    hr_to_lr = AffineMap(par.P).compose(crop.norm).inverse()
+    box = _lr_box(hr_to_lr, cfg.hr_shape, crop.lr_shape)
+    residual_map = _residual_map(fit, crop, box)
+    rw = fit.r.astype(np.float64)
+    br0, bc0, br1, bc1 = box
+    return RefineResult(
+        hr_to_lr=hr_to_lr,
+        gain=par.gain,
+        offset=par.offset,
+        blur_sigma_lr_px=par.s,
+        residual=float(np.sqrt(np.mean(rw * rw))),
+        iterations=iterations,
+        uncertainty=_uncertainty(par.P, crop.norm, cfg.hr_shape, cov, sigma2n, fit_ncc),
+        residual_map=residual_map,
+        lr_box=box,
+        valid_fraction=float(np.isfinite(residual_map).sum() / max(1, (br1 - br0) * (bc1 - bc0))),
+    )
+
+
+# ----------------------------------------------------------------------------- refine
+
+
 def refine(
     lr: np.ndarray,
     hr: np.ndarray,
@@ -297,260 +701,35 @@ def refine(
         measured on dleem.synth).
     """
     hr_f = np.asarray(hr, dtype=np.float32)
-    H, W = np.asarray(lr).shape if not hasattr(lr, "shape") else lr.shape
-    hr_h, hr_w = hr_f.shape
-    hr_ok = None
-    if hr_mask is not None:
-        hr_ok = np.asarray(hr_mask, dtype=np.uint8)
-        if hr_ok.shape != hr_f.shape:
-            raise RegistrationError(f"hr_mask shape {hr_ok.shape} differs from HR shape {hr_f.shape}")
-    ratio0 = 1.0 / initial.mean_scale
-
-    # LR crop around the initial footprint, with room for the map to move.
-    pad = 2 * start_level + 3
-    r0, c0, r1, c1 = _lr_box(initial, hr_f.shape, (H, W))
-    r0, c0 = max(0, r0 - pad), max(0, c0 - pad)
-    r1, c1 = min(H, r1 + pad), min(W, c1 + pad)
-    if r1 - r0 < 4 or c1 - c0 < 4:
-        raise RegistrationError("the region maps outside the LR image")
-    crop = np.asarray(lr[r0:r1, c0:c1]).astype(np.float32)
-    crop_ok = None
-    if lr_mask is not None:
-        m = np.asarray(lr_mask[r0:r1, c0:c1], dtype=bool)
-        crop_ok = m
-    ch, cw = crop.shape
-    cx, cy, sc = (cw - 1) / 2.0, (ch - 1) / 2.0, max(cw, ch) / 2.0
-    # Normalised crop coordinates: x~ = (x_lr - c0 - cx) / sc. P maps [x~, y~, 1] -> HR px.
-    norm = AffineMap(np.array([[1 / sc, 0, -(c0 + cx) / sc], [0, 1 / sc, -(r0 + cy) / sc]]))
-    P = initial.inverse().compose(norm.inverse()).matrix.copy()
-    gain, offset = 1.0, 0.0
     fix_blur = blur_sigma_lr_px is not None
-    s = float(blur_sigma_lr_px) if fix_blur else float(initial_blur)
+    cfg = _Settings(
+        robust=robust,
+        max_iterations=max_iterations,
+        fix_blur=fix_blur,
+        tolerance_lr_px=tolerance_lr_px,
+        noise_weights=noise_weights,
+        line_offsets=line_offsets,
+        ratio0=1.0 / initial.mean_scale,
+        hr_shape=hr_f.shape,
+        hr_ok=_hr_mask_u8(hr_mask, hr_f.shape),
+    )
+    crop = _crop_lr(lr, hr_f.shape, initial, start_level, lr_mask)
+    par = _Params(
+        P=initial.inverse().compose(crop.norm.inverse()).matrix.copy(),
+        gain=1.0,
+        offset=0.0,
+        s=float(blur_sigma_lr_px) if fix_blur else float(initial_blur),
+    )
     blurred = _BlurredHR(hr_f)
     total_it = 0
-    levels = _levels(start_level)
-
-    first_valid = None
-    result = None
-    for f in levels:
-        final = f == 1
-        lev = reduce_image(crop, f)
-        ok = np.ones(lev.shape, bool) if crop_ok is None else reduce_image(crop_ok.view(np.uint8), f) > 0.999
-        smooth = 0.0 if final else COARSE_SMOOTHING
-        if smooth > 0:
-            lev = cv2.GaussianBlur(lev, (0, 0), smooth, borderType=cv2.BORDER_REFLECT)
-        iy, ix = np.mgrid[0 : lev.shape[0], 0 : lev.shape[1]].astype(np.float32)
-        xn = ((f * ix + (f - 1) / 2.0) - cx) / sc
-        yn = ((f * iy + (f - 1) / 2.0) - cy) / sc
-        lev_v, ok = lev.ravel(), ok.ravel()
-        xnf, ynf = xn.ravel(), yn.ravel()
-        corners_n = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], float) * [cw / 2 / sc, ch / 2 / sc, 1]
-        fit_blur = final and not fix_blur
-        tol = tolerance_lr_px if final else 0.02 * f
-        converged = False
-        it = 0
-        move = float("inf")
-        gain_init = False
-        while it < max_iterations:
-            it += 1
-            ratio = math.sqrt(abs(np.linalg.det(P[:, :2]))) / sc
-            if final:
-                sigma2 = (ratio * s) ** 2  # Gaussian part; the pixel footprint is an exact box
-                if blurred.sigma2 < 0 or blurred.box is None or abs(sigma2 - blurred.sigma2) > 0.1 * blurred.sigma2:
-                    blurred.update(sigma2, box=ratio)
-            else:
-                sigma2 = ratio**2 * (s * s + f * f / 12.0) + (ratio * f * smooth) ** 2
-                if it == 1:
-                    blurred.update(sigma2)
-            Pf = P.astype(np.float32)
-            X = Pf[0, 0] * xn + Pf[0, 1] * yn + Pf[0, 2]
-            Y = Pf[1, 0] * xn + Pf[1, 1] * yn + Pf[1, 2]
-            if it <= 2:
-                # The pixel set is frozen after two iterations: a pixel flickering across the
-                # margin would otherwise make Gauss-Newton cycle. The margin keeps the blur
-                # kernel (3 sigma) inside the HR image, plus slack for the last moves.
-                if final:  # box of one LR pixel + 3 sigma of the Gaussian + 1 HR px of slack
-                    margin = 0.5 * ratio + MARGIN_SIGMAS * math.sqrt(sigma2) + 1.0
-                else:
-                    margin = 3.0 * math.sqrt(sigma2) + 1.0 + 0.5 * ratio * f
-                inside = (X >= margin) & (X <= hr_w - 1 - margin) & (Y >= margin) & (Y <= hr_h - 1 - margin)
-                valid = inside.ravel() & ok
-                if hr_ok is not None:
-                    hv = cv2.remap(hr_ok, X, Y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                    valid &= hv.ravel() > 0
-                idx = np.flatnonzero(valid)
-            nv = int(idx.size)
-            if first_valid is None:
-                first_valid = nv
-            if nv < 16:
-                raise RegistrationError("refinement diverged: the region left the LR/HR overlap")
-            jac = P[:, :2] * (f / sc)  # d(X, Y)/d(col, row) of the level grid
-            val, gx, gy, lap = blurred.sample(X, Y, jac, fit_blur, idx)
-            if fit_blur:
-                # model at the current s from the blurred image at blurred.sigma2 (heat equation)
-                val = val + 0.5 * (sigma2 - blurred.sigma2) * lap
-            L = lev_v.take(idx)
-            if not gain_init:  # linear least squares for gain and offset at this geometry
-                mv, ml = float(val.mean(dtype=np.float64)), float(L.mean(dtype=np.float64))
-                cvv = float(np.dot(val - mv, val - mv))
-                gain = float(np.dot(val - mv, L - ml)) / cvv if cvv > 0 else 1.0
-                offset = ml - gain * mv
-                gain_init = True
-                row_off = np.full(lev.shape[0], offset, np.float64)
-            use_lines = final and line_offsets
-            if use_lines:
-                rows = idx // lev.shape[1]
-                model = gain * val + row_off.astype(np.float32).take(rows)
-            else:
-                model = gain * val + offset
-            r = L - model
-            w = _robust_weights(r, robust) if robust is not None else None
-            if final:
-                if it <= 2 or move > 0.005:  # variance model (shot noise + edge error), refit while moving
-                    var = _noise_variance(model, r, noise_weights)
-                    var = var + _edge_variance(X.take(idx), Y.take(idx), (hr_h, hr_w), ratio,
-                                               math.sqrt(sigma2), float(np.var(model)))
-                    nw = (1.0 / var)
-                    nw = (nw / nw.mean()).astype(np.float32)
-                w = nw if w is None else w * nw
-            x_, y_ = xnf.take(idx), ynf.take(idx)
-            npar = 9 if fit_blur else 8
-            # [J | r] in one array: one matrix product gives J'J, J'r (a single GEMM is far
-            # faster than GEMM + GEMV here).
-            A = np.empty((nv, npar + 1), np.float32)
-            np.multiply(gx, np.float32(gain), out=A[:, 2])
-            np.multiply(gy, np.float32(gain), out=A[:, 5])
-            np.multiply(A[:, 2], x_, out=A[:, 0])
-            np.multiply(A[:, 2], y_, out=A[:, 1])
-            np.multiply(A[:, 5], x_, out=A[:, 3])
-            np.multiply(A[:, 5], y_, out=A[:, 4])
-            A[:, 6] = val
-            A[:, 7] = 1.0
-            if fit_blur:
-                np.multiply(lap, np.float32(gain * ratio**2 * s), out=A[:, 8])
-            A[:, npar] = r
-            active = list(range(npar))
-            if use_lines:
-                # One grey-level offset per scan line (SEM line noise, drift in brightness):
-                # project the per-row means out of every column (Frisch-Waugh); the global
-                # offset is then part of the row offsets.
-                ww = np.ones(nv, np.float32) if w is None else w
-                wsum = np.maximum(np.bincount(rows, ww, lev.shape[0]), 1e-12)
-                means = np.stack([np.bincount(rows, ww * A[:, k], lev.shape[0]) for k in range(npar + 1)], axis=1) / wsum[:, None]
-                A -= means.astype(np.float32)[rows]
-                active.remove(7)
-            if w is not None:  # sqrt-weights in place: A'A stays a symmetric rank-k product
-                A *= np.sqrt(w)[:, None]
-            M = (A.T @ A).astype(np.float64)
-            Hm = M[np.ix_(active, active)]
-            b = M[active, npar]
-            try:
-                delta = np.zeros(npar)
-                delta[active] = np.linalg.solve(Hm, b)
-            except np.linalg.LinAlgError as exc:
-                raise RegistrationError("refinement failed: singular normal matrix (flat region?)") from exc
-            if use_lines:
-                row_off += means[:, npar] - means[:, :npar] @ delta
-                offset = float(np.average(row_off, weights=np.bincount(rows, minlength=lev.shape[0]) + 1e-12))
-            dP = delta[:6].reshape(2, 3)
-            P += dP
-            gain += float(delta[6])
-            offset += float(delta[7])
-            ds = 0.0
-            if fit_blur:
-                ds = float(np.clip(delta[8], -0.3, 0.3))
-                s = float(np.clip(s + ds, 0.05, 5.0))
-            move = np.max(np.linalg.norm(corners_n @ dP.T, axis=1)) / ratio
-            log.debug("level %d it %d: step %.2e LR px, s %.4f, rms %.4g, n %d", f, it, move, s, float(np.sqrt(np.mean(r * r))), nv)
-            if not np.isfinite(move) or abs(math.log(max(ratio, 1e-9) / ratio0)) > 0.3:
-                raise RegistrationError(
-                    "refinement diverged (scale ran away): region absent from the LR image, or "
-                    "misplaced by the coarse search"
-                )
-            if move < tol and abs(ds) < 1e-3:
-                converged = True
-                break
+    for f in _levels(start_level):
+        lv = _make_level(crop, f, fix_blur, tolerance_lr_px)
+        it, converged, move, fit = _run_level(lv, par, blurred, crop, cfg)
         total_it += it
-        log.debug("refine level %d: %d it, converged %s, s=%.3f", f, it, converged, s)
-        if final:
-            if not converged and move > 10 * tol:
-                raise RegistrationError(
-                    f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} "
-                    "LR px): region absent, or not related to the LR image by an affine map"
-                )
-            result = (valid, r, w, Hm, nv, active, L)
-    valid, r, w, Hm_act, nv, active, L_fin = result
-    # Quality gate: the fitted model must explain the LR crop (a wrong place does not).
-    lc = L_fin.astype(np.float64) - float(L_fin.mean())
-    fit_ncc = float(1.0 - np.sum(r.astype(np.float64) ** 2) / max(float(np.sum(lc * lc)), 1e-30))
-    if fit_ncc < MIN_FIT:
+        log.debug("refine level %d: %d it, converged %s, s=%.3f", f, it, converged, par.s)
+    if not converged and move > 10 * lv.tol:
         raise RegistrationError(
-            f"refinement ended on a poor fit (explained variance {fit_ncc:.2f} < {MIN_FIT}): "
-            "region not in the LR image, or not an affine match"
+            f"refinement did not converge in {max_iterations} iterations (last step {move:.3g} "
+            "LR px): region absent, or not related to the LR image by an affine map"
         )
-    npar = 9 if (not fix_blur) else 8
-    Hm = Hm_act
-    rw = r.astype(np.float64)
-    wv = np.ones_like(rw) if w is None else w.astype(np.float64)
-    dof = len(active) + (crop.shape[0] if line_offsets else 0)
-    sigma2n = float(np.sum(wv * rw * rw) / max(np.sum(wv) - dof, 1.0))
-    cov = np.full((npar, npar), np.nan)
-    try:
-        cov[np.ix_(active, active)] = sigma2n * np.linalg.inv(Hm)
-    except np.linalg.LinAlgError:
-        pass
-    lr_to_hr = AffineMap(P).compose(norm)
-    hr_to_lr = lr_to_hr.inverse()
-
-    # Corner error implied by the covariance of the six geometric parameters.
-    corners_hr = image_corners(hr_f.shape)
-    base = hr_to_lr.apply(corners_hr).ravel()
-    eps = 1e-4
-    jc = np.zeros((8, 6))
-    for k in range(6):
-        Pk = P.copy()
-        Pk.flat[k] += eps
-        jc[:, k] = (AffineMap(Pk).compose(norm).inverse().apply(corners_hr).ravel() - base) / eps
-    ccov = jc @ cov[:6, :6] @ jc.T
-    corner_rms = float(np.sqrt(max(np.trace(ccov), 0.0) / 4.0))
-    centre = np.array([(hr_w - 1) / 2.0, (hr_h - 1) / 2.0])
-    jcen = np.zeros((2, 6))
-    bc = hr_to_lr.apply(centre)
-    for k in range(6):
-        Pk = P.copy()
-        Pk.flat[k] += eps
-        jcen[:, k] = (AffineMap(Pk).compose(norm).inverse().apply(centre) - bc) / eps
-    cen_cov = jcen @ cov[:6, :6] @ jcen.T
-    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    uncertainty = {
-        "corner_rms_lr_px": corner_rms,
-        "center_x_lr_px": float(math.sqrt(max(cen_cov[0, 0], 0.0))),
-        "center_y_lr_px": float(math.sqrt(max(cen_cov[1, 1], 0.0))),
-        "gain": float(std[6]),
-        "offset": float(std[7]),
-        "blur_sigma_lr_px": float(std[8]) if npar > 8 else 0.0,
-        "noise_std": float(math.sqrt(sigma2n)),
-        "fit_ncc": fit_ncc,
-    }
-
-    # Residual map on the final LR box.
-    res_full = np.full(crop.shape, np.nan, np.float32)
-    flat = res_full.ravel()
-    idx = np.flatnonzero(valid)
-    flat[idx] = r
-    box = _lr_box(hr_to_lr, hr_f.shape, (H, W))
-    br0, bc0, br1, bc1 = box
-    residual_map = res_full[br0 - r0 : br1 - r0, bc0 - c0 : bc1 - c0].copy()
-    inside_box = max(1, (br1 - br0) * (bc1 - bc0))
-    return RefineResult(
-        hr_to_lr=hr_to_lr,
-        gain=gain,
-        offset=offset,
-        blur_sigma_lr_px=s,
-        residual=float(np.sqrt(np.mean(rw * rw))),
-        iterations=total_it,
-        uncertainty=uncertainty,
-        residual_map=residual_map,
-        lr_box=box,
-        valid_fraction=float(np.isfinite(residual_map).sum() / inside_box),
-    )
+    return _result(par, fit, crop, cfg, total_it)

@@ -127,6 +127,11 @@ class AffineMap:
         out = p.reshape(-1, 2) @ self.linear.T + self.translation
         return out.reshape(p.shape)
 
+    def apply_xy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map coordinate arrays of any (equal) shape: x = columns, y = rows."""
+        m = self.matrix
+        return m[0, 0] * x + m[0, 1] * y + m[0, 2], m[1, 0] * x + m[1, 1] * y + m[1, 2]
+
     def compose(self, other: AffineMap) -> AffineMap:
         """``self ∘ other``: first ``other``, then ``self``."""
         return AffineMap((self.as3x3() @ other.as3x3())[:2])
@@ -178,7 +183,7 @@ class AffineMap:
         order : {"nearest", "linear", "cubic", "lanczos"} or 0, 1, 3
             OpenCV kernels. OpenCV's bicubic (a = -0.75) does not reproduce a linear ramp and
             moves values by up to 0.05 px: fine for display, not for sub-pixel targets (use a
-            spline, e.g. ``scipy.ndimage.map_coordinates``, as ``dleem.pairs`` does).
+            spline, e.g. ``scipy.ndimage.map_coordinates``, as ``dleem.pairs.geometry`` does).
         fill : float
             Value for output pixels whose source lies outside ``image``.
         """
@@ -216,7 +221,7 @@ class AffineMap:
         """RMS distance (output px) between the four mapped corners of an ``hr_shape`` image.
 
         The corners are the outer pixel corners (-0.5, -0.5) ... (w - 0.5, h - 0.5): the
-        accuracy figure of issue 3.
+        accuracy figure of the registration benchmark.
         """
         d = self.corners(hr_shape) - other.corners(hr_shape)
         return float(np.sqrt(np.mean(np.sum(d * d, axis=1))))

@@ -22,8 +22,10 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from dleem.imaging import bicubic_upsample, degrade
 from dleem.io.atomic import atomic_write
-from dleem.pairs import hr_outline_lr
+from dleem.registration.transform import AffineMap
+from dleem.workspace import PairsManifest, RegistrationRecord, Workspace
 
 DISPLAY_MAX_PX = 1400
 
@@ -101,22 +103,6 @@ def checkerboard(a: np.ndarray, b: np.ndarray, square: int) -> np.ndarray:
     return np.where((rows + cols) % 2 == 0, a, b)
 
 
-def upsample_lr(lr: np.ndarray, scale: int) -> np.ndarray:
-    """LR crop onto the fine grid (bicubic, pixel centres aligned as in dleem.pairs)."""
-    h, w = lr.shape
-    return cv2.resize(np.asarray(lr, dtype=np.float32), (w * scale, h * scale),
-                      interpolation=cv2.INTER_CUBIC)
-
-
-def degrade_to_lr(target: np.ndarray, scale: int, blur_sigma_lr_px: float | None) -> np.ndarray:
-    """The fine target averaged back onto the LR grid and blurred by the estimated LR PSF."""
-    h, w = target.shape[0] // scale, target.shape[1] // scale
-    lr = target[: h * scale, : w * scale].reshape(h, scale, w, scale).mean(axis=(1, 3))
-    if blur_sigma_lr_px and blur_sigma_lr_px > 0:
-        lr = ndimage.gaussian_filter(lr, blur_sigma_lr_px, mode="nearest")
-    return lr
-
-
 def busiest_window(image: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left (row, col) of the `size` x `size` window with the most edge contrast.
 
@@ -152,7 +138,7 @@ def overview_figure(
 ) -> Path:
     """The LR image with each HR region's mapped outline, label and training-pair crop.
 
-    `regions`: dicts with "label", "hr_to_lr" (2x3 or None), "hr_shape", optional
+    `regions`: dicts with "label", "hr_to_lr" (`AffineMap` or None), "hr_shape", optional
     "pair_box" (row0, col0, row1, col1) and "status".
     """
     from matplotlib.patches import Polygon
@@ -172,7 +158,8 @@ def overview_figure(
         if region.get("hr_to_lr") is None:
             skipped.append(f"{region['label']}: {region.get('status', 'skipped')}")
             continue
-        outline = hr_outline_lr(region["hr_to_lr"], region["hr_shape"])
+        hr_to_lr: AffineMap = region["hr_to_lr"]
+        outline = hr_to_lr.corners(tuple(region["hr_shape"]))
         ax.add_patch(Polygon(outline, closed=True, fill=False, ec=color, lw=1.8))
         # the HR image's first row, drawn thicker: the orientation is visible
         ax.plot(outline[:2, 0], outline[:2, 1], color=color, lw=3.5)
@@ -239,14 +226,14 @@ def region_figure(
     target : the HR target on the fine grid (LR grey scale), ``scale`` x the crop shape.
     mask : validity of the target (fine grid), or None.
     scale : fine pixels per LR pixel.
-    entry : the region's registration.json entry (numbers printed on the figure).
+    entry : the region's registration.json entry as a dict (numbers printed on the figure).
     residual_map : the registration's residual (LR grey levels) on its LR crop grid,
         whose box in the LR image is `residual_box`; `pair_box` is the pair's LR crop.
     pixel_size_um : LR pixel size (µm) for the scale bars.
     """
     entry = entry or {}
     lr = np.asarray(lr_crop, dtype=np.float32)
-    up = upsample_lr(lr, scale)
+    up = bicubic_upsample(lr, scale)
     tgt = np.asarray(target, dtype=np.float32)
     if mask is not None:
         tgt = np.where(mask > 0, tgt, np.nan)
@@ -280,7 +267,7 @@ def region_figure(
     axes[0, 0].add_patch(_square_patch(zc, zr, zs))
 
     # (c) colour overlay: LR in magenta, HR degraded to LR in green
-    degraded = degrade_to_lr(np.nan_to_num(tgt, nan=float(np.nanmean(tgt))), scale, blur_sigma_lr_px)
+    degraded = degrade(np.nan_to_num(tgt, nan=float(np.nanmean(tgt))), scale, blur_sigma_lr_px or 0.0)
     a = np.clip((lr - vmin) / (vmax - vmin), 0, 1)
     b = np.clip((degraded - vmin) / (vmax - vmin), 0, 1)
     rgb = np.stack([a, b, a], axis=-1)
@@ -365,63 +352,54 @@ def _square_patch(x: int, y: int, size: int) -> Any:
 
 
 def write_qc_figures(
-    qc_dir: str | PathLike[str],
+    workspace: Workspace,
     lr: np.ndarray,
-    registration: dict,
-    registered: Sequence[tuple[int, Any, Any, Any]],
-    manifest: dict | None,
+    registration: RegistrationRecord,
+    registered: Sequence[tuple[int, Any]],
+    manifest: PairsManifest | None,
     *,
-    pairs_dir: str | PathLike[str] | None = None,
-    pixel_size_um: float | None = None,
     progress: Callable[[], None] | None = None,
 ) -> list[Path]:
-    """Write ``overview.png`` and one ``HR_i.png`` per registered region into `qc_dir`.
+    """Write ``qc/overview.png`` and one ``qc/HR_i.png`` per registered region.
 
-    `registered`: (input index, HR image, HR array, registration result) per placed region;
-    the pair crops are read back from `pairs_dir` (as written, so the figure shows them).
+    `registered`: (input index, registration result) per placed region; the pair crops are
+    read back from the workspace's pairs folder (as written, so the figure shows them).
     """
     from dleem.io import read_image
 
-    qc_dir = Path(qc_dir)
-    pair_by_id = {r["id"]: r for r in (manifest or {}).get("regions", [])}
-    results = {index: (hr_array, result) for index, _, hr_array, result in registered}
+    qc_dir = workspace.qc_dir
+    pair_by_id = {r.id: r for r in (manifest.regions if manifest else [])}
+    results = dict(registered)
     overview = []
-    for index, entry in enumerate(registration["regions"]):
+    for index, entry in enumerate(registration.regions):
         label = f"HR_{index + 1}"
         pair = pair_by_id.get(label)
-        shape = results[index][0].shape if index in results else None
         overview.append({
-            "label": label,
-            "hr_to_lr": entry.get("hr_to_lr"),
-            "hr_shape": shape,
-            "status": entry.get("status"),
-            "pair_box": pair["lr_box"] if pair else None,
+            "label": label, "hr_to_lr": entry.hr_to_lr, "hr_shape": entry.hr_shape,
+            "status": entry.status, "pair_box": pair.lr_box if pair else None,
         })
-    paths = [overview_figure(lr, overview, qc_dir / "overview.png", pixel_size_um=pixel_size_um,
-                             title=Path(registration["lr_file"]).name)]
+    paths = [overview_figure(lr, overview, qc_dir / "overview.png",
+                             pixel_size_um=registration.lr_pixel_size_um,
+                             title=Path(registration.lr_file).name)]
     if progress:
         progress()
     keep = {f"HR_{index + 1}.png" for index in results}
     for stale in qc_dir.glob("HR_*.png"):  # figures of an earlier run into this workspace
         if stale.name not in keep:
             stale.unlink(missing_ok=True)
-    for index, (_, result) in results.items():
+    for index, result in results.items():
         label = f"HR_{index + 1}"
         pair = pair_by_id.get(label)
-        entry = registration["regions"][index]
-        if pair is None or pairs_dir is None:
+        if pair is None or manifest is None:
             continue
-        pdir = Path(pairs_dir)
-        lr_crop = read_image(pdir / pair["lr"]).data
-        target = read_image(pdir / pair["hr"]).data
-        mask = read_image(pdir / pair["mask"]).data
-        res_map = getattr(result, "residual_map", None)
-        res_box = getattr(result, "lr_box", None)
+        entry = registration.regions[index]
         paths.append(region_figure(
-            np.asarray(lr_crop), np.asarray(target), np.asarray(mask), int(manifest["scale"]),
-            qc_dir / f"{label}.png", label=label, entry=entry, residual_map=res_map,
-            residual_box=res_box, pair_box=pair["lr_box"], pixel_size_um=pixel_size_um,
-            blur_sigma_lr_px=entry.get("blur_sigma_lr_px"),
+            np.asarray(read_image(workspace.pair_file(pair.lr)).data),
+            np.asarray(read_image(workspace.pair_file(pair.hr)).data),
+            np.asarray(read_image(workspace.pair_file(pair.mask)).data), manifest.scale,
+            qc_dir / f"{label}.png", label=label, entry=entry.to_dict(),
+            residual_map=result.residual_map, residual_box=result.lr_box, pair_box=pair.lr_box,
+            pixel_size_um=registration.lr_pixel_size_um, blur_sigma_lr_px=entry.blur_sigma_lr_px,
         ))
         if progress:
             progress()

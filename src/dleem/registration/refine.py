@@ -12,6 +12,20 @@ bilinear interpolation (OpenCV ``remap``; OpenCV's bicubic does not reproduce a 
 and shifts values by up to 0.05 px, a bias when all LR pixels share one sub-pixel phase),
 with a first-order correction where OpenCV rounds coordinates to 1/32 px (OpenCV 4).
 
+This Gaussian footprint is an approximation of dleem's one LR forward model,
+:func:`dleem.imaging.degrade` (Gaussian beam of ``s`` LR px, then the mean over each LR
+pixel): a Gaussian of the same variance, :func:`dleem.imaging.footprint_variance_lr_px2`
+``(s) = s**2 + 1/12`` LR px**2, stands for beam and box. The coarse pyramid levels use it as
+it stands, with ``s / f`` in reduced px (a reduced pixel is ``f`` LR px). The finest level,
+where the blur is fitted, keeps the box exact (a box of ``ratio`` HR px convolved with the
+Gaussian), so the fitted ``s`` is the ``sigma_lr_px`` that ``degrade`` takes, up to the HR
+grid. Tested in ``tests/test_registration_refine.py``: on ``degrade(hr, 4, s)`` the fit is
+within 0.05 LR px of ``s``, low by ``s - sqrt(s**2 - 1/(3 * ratio**2))`` (0.017 at
+``s = 0.6``, ratio 4). The model carries 1/3 HR px**2 more variance than ``degrade``: its
+continuous box has variance ``ratio**2 / 12`` where the mean of ``ratio`` HR samples has
+``(ratio**2 - 1) / 12``, and an even ratio puts every LR centre at a half-pixel HR phase,
+where bilinear sampling adds 1/4 HR px**2 (an odd ratio samples on HR pixels: 1/12 only).
+
 The solver is forward-additive Gauss-Newton (Lucas-Kanade) on 6 affine + gain + offset
 (+ blur at the finest level), coarse to fine on an LR pyramid, with the gradients taken on
 the blurred, well-sampled HR image rather than on the noisy, aliased LR image: that keeps

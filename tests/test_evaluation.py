@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from dleem import imaging
 from dleem.errors import DleemError
-from dleem.evaluation import metrics
 from dleem.evaluation.evaluate import EvalOptions, Upscaler, evaluate, open_workspace
 from dleem.evaluation.sampling import sample_tiles
 
@@ -88,7 +88,7 @@ def make_workspace(root: Path, seed: int = 0, *, ws: Path | None = None) -> Path
                      "splits": SPLITS}],
     }
     (ws / "pairs" / "manifest.json").write_text(json.dumps(manifest))
-    (ws / "registration.json").write_text(json.dumps({"lr_file": manifest["lr_file"], "regions": [
+    (ws / "registration.json").write_text(json.dumps({"version": 1, "lr_file": manifest["lr_file"], "regions": [
         {"file": manifest["regions"][0]["hr_file"], "status": "ok", "hr_to_lr": hr_to_lr,
          "ncc_peak": 0.93, "ncc_distinctness": 4.2, "residual": 2.1, "iterations": 12,
          "blur_sigma_lr_px": 0.8, "gain": 1.0, "offset": 0.0, "message": ""}]}))
@@ -106,7 +106,7 @@ def make_workspace(root: Path, seed: int = 0, *, ws: Path | None = None) -> Path
 
 def sharpened(lr: np.ndarray) -> np.ndarray:
     """A stand-in 'model': bicubic then an unsharp mask (deterministic in the LR window)."""
-    up = metrics.bicubic_upsample(lr, K, out_dtype=np.float64)
+    up = imaging.bicubic_upsample(lr, K, out_dtype=np.float64)
     out = up + 0.8 * (up - ndimage.gaussian_filter(up, 2.0))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -122,11 +122,11 @@ def workspace(tmp_path_factory) -> Path:
 
 def test_tiles_come_only_from_test_boxes_and_valid_pixels(workspace):
     ws = open_workspace(workspace)
-    region = ws.manifest["regions"][0]
+    region = ws.manifest.regions[0]
     tiles = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=3)
     assert len(tiles) == 500
-    test = region["splits"]["test"][0]
-    others = region["splits"]["train"] + region["splits"]["val"]
+    test = region.splits.test[0]
+    others = region.splits.train + region.splits.val
     for t in tiles:
         r0, c0, r1, c1 = t.lr_box
         assert test[0] <= r0 and r1 <= test[2] and test[1] <= c0 and c1 <= test[3]
@@ -145,10 +145,10 @@ def test_tiles_come_only_from_test_boxes_and_valid_pixels(workspace):
 
 def test_tile_size_errors(workspace):
     ws = open_workspace(workspace)
-    region = ws.manifest["regions"][0]
+    region = ws.manifest.regions[0]
     with pytest.raises(DleemError, match="multiple of the scale"):
         sample_tiles([region], ws.masks, scale=K, tile_size=66, n_tiles=5)
-    with pytest.raises(DleemError, match="smaller --tile-size"):
+    with pytest.raises(DleemError, match="smaller tile size"):
         sample_tiles([region], ws.masks, scale=K, tile_size=512, n_tiles=5)
 
 
@@ -201,15 +201,16 @@ def test_metrics_json_schema_and_no_infinity(workspace, tmp_path):
 
 
 def test_imaging_time_with_and_without_dwell_times():
+    from types import SimpleNamespace
+
     from dleem.evaluation.report import imaging_time
 
-    man = {"lr_shape": [1000, 2000], "lr_pixel_size_um": 0.5,
-           "regions": [{"id": "A", "hr_pixel_size_um": 0.1, "ratio": 5.0}]}
-    t = imaging_time(man, {"A": (1000, 1000)})
+    man = ((1000, 2000), 0.5, [SimpleNamespace(id="A", hr_pixel_size_um=0.1, ratio=5.0)])
+    t = imaging_time(*man, {"A": (1000, 1000)})
     assert t["area_mm2"] == pytest.approx(0.5) and t["full_hr_pixels"] == pytest.approx(5e7)
     assert t["time_saved_fraction"] == pytest.approx(1 - 3e6 / 5e7) and not t["dwell_known"]
     # LR imaged fast (1 µs), HR slowly (4 µs): the saving is in time, not pixels.
-    t = imaging_time(man, {"A": (1000, 1000)}, {"LR": 1.0, "A": 4.0, "HR_full": 4.0})
+    t = imaging_time(*man, {"A": (1000, 1000)}, {"LR": 1.0, "A": 4.0, "HR_full": 4.0})
     assert t["dwell_known"] and t["time_full_h"] == pytest.approx(5e7 * 4 / 3.6e9)
     assert t["time_saved_fraction"] == pytest.approx(1 - (2e6 + 4e6) / 2e8)
-    assert not imaging_time({"lr_shape": [10, 10], "regions": []}, {})["available"]
+    assert not imaging_time((10, 10), None, [], {})["available"]

@@ -78,7 +78,8 @@ def test_noise_free_subpixel_and_unbiased():
     assert res.ratio == pytest.approx(4.0, abs=2e-4)
     assert res.rotation_deg == pytest.approx(3.0, abs=0.01)
     assert res.blur_sigma_lr_px == pytest.approx(0.8, abs=0.1)
-    json.dumps(res.to_json())
+    entry = res.to_record("HR.tif", ratio_source="user", hr_shape=p.hr.shape)
+    json.dumps(entry.to_dict())
 
 
 def test_twice_the_blur_is_estimated_and_stays_unbiased():

@@ -77,8 +77,9 @@ def test_example_config_parses():
 
 
 def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
-    import dleem.registration_workflow as rw
+    import dleem.registration.pipeline as rw
     import dleem.training as training
+    from dleem.workspace import Workspace
     from dleem.models import ModelConfig, build_generator, save_model
 
     out = tmp_path / "out"
@@ -87,13 +88,13 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
     def fake_register(lr, hrs, ws, **kw):
         calls.append(("register", Path(lr).name, [Path(h).name for h in hrs]))
         make_workspace(tmp_path, ws=Path(ws))
-        return json.loads((Path(ws) / "registration.json").read_text())
+        return Workspace(ws).read_registration()
 
     class Result:
         def __init__(self, d):
             self.model_dir = d
 
-    def fake_train(ws, model_dir, options):
+    def fake_train(ws, model_dir, options, progress=None):
         calls.append(("train", options.loss, options.preset))
         cfg = ModelConfig.tiny(scale=4, input_dtype="uint8", mean=0.6, std=0.2,
                                lr_pixel_size_um=0.4)
@@ -115,9 +116,13 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
     doc = json.loads((out / "report" / "metrics.json").read_text())
     assert set(doc["methods"]) == {"HR", "bicubic", "model-mae", "model-mse"}
     assert doc["upscaled"]["model"] == "model-mae"
-    assert set(doc["timings_s"]) >= {"register", "train model-mae", "upscale", "evaluate"}
+    assert set(doc["timings_s"]) >= {"register", "train model-mae", "upscale"}
     page = index.read_text()
-    assert "consistency.png" in page and "evaluate " in page
+    assert "consistency.png" in page and "upscale " in page
+    record = Workspace(out).read_upscale()
+    assert record.model == "model-mae" and Path(record.output) == out / "upscale" / "SR.ome.tif"
+    steps = Workspace(out).read_manifest().steps
+    assert {"upscale", "evaluate"} <= set(steps) and steps["evaluate"].seconds > 0
 
 
 def test_tile_size_shrinks_to_fit_small_test_areas(tmp_path):

@@ -5,77 +5,32 @@ synthesises the built-in sandstone (`dleem demo`). The workspace folder holds ev
 
     OUT/registration.json, qc/, pairs/      dleem register
     OUT/models/model-mae, models/model-mse  dleem train (one folder per pixel loss)
-    OUT/upscale/SR.ome.tif, consistency.tif dleem upscale (the whole LR area, one model)
+    OUT/upscale/SR.ome.tif, consistency.tif dleem upscale (the whole LR area, one model;
+                                            upscale.json records which)
     OUT/report/index.html, metrics.json     dleem evaluate (all models)
     OUT/data/                               the demo's synthetic input (LR, HR, truth.json)
 
-Each step logs a ``[i/n]`` header; the steps draw their own progress bars.
+Each step logs a ``[i/n]`` header and reports through the one ``progress`` callback.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from dleem.errors import DleemError
+from dleem.progress import ProgressCallback
+from dleem.workspace import StepRecord, UpscaleRecord, Workspace
 
 log = logging.getLogger(__name__)
 
-UPSCALE_DIR = "upscale"
-SR_NAME = "SR.ome.tif"
-CONSISTENCY_NAME = "consistency.tif"
-UPSCALE_INFO = "upscale.json"
 LOSSES = ("mae", "mse")
-
-
-# ---------------------------------------------------------------------------- progress
-
-
-class StageProgress:
-    """A rich progress display fed by ``progress(stage, done, total)`` callbacks."""
-
-    def __init__(self) -> None:
-        from dleem.progress import make_progress
-
-        self.bar = make_progress()
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> StageProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage.startswith("upscaling"):
-            log.debug("%s", stage)
-            stage = "upscaling test areas"
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=max(total, 1))
-        self.bar.update(self.tasks[stage], completed=done, total=max(total, 1))
-
-
-def find_upscaled(workspace: Path) -> tuple[Path | None, Path | None, str | None]:
-    """The workflow's whole-area SR, its consistency map and the model name, where present."""
-    up = workspace / UPSCALE_DIR
-    sr = up / SR_NAME
-    cons = up / CONSISTENCY_NAME
-    model = None
-    info = up / UPSCALE_INFO
-    if info.is_file():
-        try:
-            model = json.loads(info.read_text()).get("model")
-        except ValueError:
-            model = None
-    return (sr if sr.exists() else None, cons if cons.is_file() else None, model)
 
 
 # ---------------------------------------------------------------------------- config
@@ -228,13 +183,13 @@ def _step(i: int, n: int, text: str) -> None:
 
 def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1,
                  total_steps: int | None = None, timings: dict[str, float] | None = None,
-                 command: str | None = None) -> Path:
+                 command: str | None = None, progress: ProgressCallback | None = None) -> Path:
     """Register, train one model per loss, upscale the whole LR image, evaluate; returns
-    the report's index.html.
+    the report's index.html. ``progress(stage, done, total)`` is passed to every step.
     """
     from dleem.evaluation.evaluate import EvalOptions
     from dleem.evaluation.pipeline import evaluate_workspace
-    from dleem.registration_workflow import register_files
+    from dleem.registration.pipeline import register_files
     from dleem.training import TrainOptions, train
     from dleem.upscale import upscale_file
 
@@ -242,18 +197,17 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
     n = total_steps or (2 + len(cfg.losses) + (cfg.upscale != "none"))
     i = first_step
     timings = timings if timings is not None else {}
-    ws = Path(cfg.output)
-    ws.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(cfg.output)
+    ws.path.mkdir(parents=True, exist_ok=True)
 
     _step(i, n, f"register {len(cfg.hr)} HR region(s) into {cfg.lr.name}")
     t0 = time.perf_counter()
     reg = register_files(cfg.lr, cfg.hr, ws, ratio=cfg.ratio, scale=cfg.scale,
                          rotation_search=cfg.rotation_search, keep_going=cfg.keep_going,
                          pixel_size_lr_um=cfg.pixel_size_lr_um,
-                         pixel_size_hr_um=cfg.pixel_size_hr_um, seed=cfg.seed)
+                         pixel_size_hr_um=cfg.pixel_size_hr_um, seed=cfg.seed, progress=progress)
     timings["register"] = time.perf_counter() - t0
-    ok = [r for r in reg["regions"] if r.get("status") == "ok"]
-    log.info("registered %d/%d regions in %.0f s", len(ok), len(reg["regions"]),
+    log.info("registered %d/%d regions in %.0f s", len(reg.placed), len(reg.regions),
              timings["register"])
     i += 1
 
@@ -267,7 +221,7 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
         opts = TrainOptions(steps=cfg.steps, minutes=cfg.minutes, preset=cfg.preset,
                             loss=loss, adv_weight=cfg.adv_weight, batch=cfg.batch,
                             patch=cfg.patch, device=cfg.device, seed=cfg.seed, force=True)
-        result = train(ws, ws / "models" / name, opts)
+        result = train(ws, ws.models_dir / name, opts, progress=progress)
         model_dirs[name] = Path(result.model_dir)
         timings[f"train {name}"] = time.perf_counter() - t0
         i += 1
@@ -278,65 +232,49 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
         sr_model = model_name(cfg.upscale)
         _step(i, n, f"upscale the whole LR image with {sr_model}")
         t0 = time.perf_counter()
-        up = ws / UPSCALE_DIR
-        up.mkdir(exist_ok=True)
-        sr_path = upscale_file(cfg.lr, model_dirs[sr_model], up / SR_NAME,
-                               tile=cfg.upscale_tile, device=cfg.device,
-                               consistency_path=up / CONSISTENCY_NAME,
-                               pixel_size_um=cfg.pixel_size_lr_um)
-        cons_path = up / CONSISTENCY_NAME
-        (up / UPSCALE_INFO).write_text(json.dumps({"model": sr_model,
-                                                   "model_dir": str(model_dirs[sr_model])}))
+        sr_path = upscale_file(cfg.lr, model_dirs[sr_model], ws.sr_path, tile=cfg.upscale_tile,
+                               device=cfg.device, consistency_path=ws.consistency_path,
+                               pixel_size_um=cfg.pixel_size_lr_um, progress=progress)
+        cons_path = ws.consistency_path
         timings["upscale"] = time.perf_counter() - t0
+        ws.write_upscale(UpscaleRecord(
+            model=sr_model, model_dir=str(model_dirs[sr_model]), lr_file=str(cfg.lr),
+            output=str(sr_path), consistency=str(cons_path), tile=cfg.upscale_tile,
+            seconds=round(timings["upscale"], 3)))
+        ws.record_step("upscale", StepRecord(
+            inputs={"lr": str(cfg.lr), "model": str(model_dirs[sr_model])},
+            parameters={"tile": cfg.upscale_tile, "device": cfg.device},
+            outputs=[str(sr_path), str(cons_path), str(ws.upscale_json)],
+            seconds=round(timings["upscale"], 3)))
         i += 1
 
     _step(i, n, f"evaluate {', '.join(model_dirs)} on held-out tiles")
     t0 = time.perf_counter()
-    tile_size = fit_tile_size(ws, cfg.tile_size)
-    options = EvalOptions(tiles=cfg.tiles, tile_size=tile_size, seed=cfg.eval_seed,
-                          threshold=cfg.threshold, pores_dark=cfg.pores == "dark",
-                          thickness_tiles=cfg.thickness_tiles)
+    options = EvalOptions(tiles=cfg.tiles, tile_size=fit_tile_size(ws, cfg.tile_size),
+                          seed=cfg.eval_seed, threshold=cfg.threshold,
+                          pores_dark=cfg.pores == "dark", thickness_tiles=cfg.thickness_tiles)
     device = "cpu" if cfg.device == "auto" else cfg.device
-    with StageProgress() as progress:
-        index = evaluate_workspace(ws, list(model_dirs.values()), options, sr_path=sr_path,
-                                   sr_model=sr_model, consistency_path=cons_path,
-                                   use_truth=truth, device=device, command=command,
-                                   timings_s=timings, progress=progress)
+    index = evaluate_workspace(ws, list(model_dirs.values()), options, sr_path=sr_path,
+                               sr_model=sr_model, consistency_path=cons_path,
+                               use_truth=truth, device=device, command=command,
+                               timings_s=timings, progress=progress)
     timings["evaluate"] = time.perf_counter() - t0
-    _patch_timings(index, timings)
+    log.info("evaluated in %.0f s; report %s", timings["evaluate"], index)
     return index
 
 
-def fit_tile_size(ws: Path, tile_size: int) -> int:
+def fit_tile_size(ws: Workspace | str | PathLike[str], tile_size: int) -> int:
     """``tile_size``, or the largest multiple of the scale that fits the smallest side of the
     largest test box when ``tile_size`` does not (small HR regions on real data)."""
-    from dleem.pairs import load_manifest
-
-    man = load_manifest(ws / "pairs")
-    k = int(man["scale"])
-    sides = [min(b[2] - b[0], b[3] - b[1]) for r in man["regions"]
-             for b in r.get("splits", {}).get("test", [])]
+    man = (ws if isinstance(ws, Workspace) else Workspace(ws)).read_pairs()
+    k = man.scale
+    sides = [min(b[2] - b[0], b[3] - b[1]) for r in man.regions for b in r.splits.test]
     if not sides or max(sides) * k >= tile_size:
         return tile_size
     fitted = max(k, (max(sides) * k * 3 // 4) // k * k)  # leave room for masked pixels
     log.warning("test areas are smaller than the %d px evaluation tile: using %d px tiles",
                 tile_size, fitted)
     return fitted
-
-
-def _patch_timings(index: Path, timings: dict[str, float]) -> None:
-    """Put the final timings (evaluation included) into metrics.json and the page."""
-    metrics = index.parent / "metrics.json"
-    doc = json.loads(metrics.read_text())
-    doc["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    metrics.write_text(json.dumps(doc, indent=1, allow_nan=False))
-    from dleem.evaluation.report import timings_html
-
-    page = index.read_text(encoding="utf-8")
-    start, end = page.find('<span id="timings">'), page.find("</span><!--timings-->")
-    if start >= 0 and end > start:
-        page = page[:start] + timings_html(timings) + page[end + len("</span><!--timings-->"):]
-        index.write_text(page, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------- demo
@@ -365,7 +303,8 @@ QUICK = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=None, steps=10
 
 def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, seed: int = 0,
          device: str = "auto", preset: DemoPreset | None = None,
-         generate: Callable[..., Any] | None = None) -> Path:
+         generate: Callable[..., Any] | None = None,
+         progress: ProgressCallback | None = None) -> Path:
     """Synthesise the sandstone, then `run_workflow` on it; returns the report's index.html.
 
     The MAE model (pixel MAE, then the adversarial phase: the GAN) upscales the whole LR
@@ -391,9 +330,5 @@ def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, se
                          upscale="mae", tiles=p.tiles, tile_size=p.tile_size,
                          thickness_tiles=p.thickness_tiles, seed=seed)
     return run_workflow(cfg, first_step=2, total_steps=n, timings=timings,
-                        command=f"dleem demo{' --quick' if quick else ''} -o {out}")
-
-
-def config_fields() -> list[str]:
-    """Names of the WorkflowConfig fields (documentation helper)."""
-    return [f.name for f in fields(WorkflowConfig)]
+                        command=f"dleem demo{' --quick' if quick else ''} -o {out}",
+                        progress=progress)

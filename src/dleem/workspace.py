@@ -621,3 +621,10 @@ class Workspace:
 
     def write_upscale(self, record: UpscaleRecord) -> Path:
         return write_json(self.upscale_json, record.to_dict())
+
+    def upscaled(self) -> tuple[Path | None, Path | None, str | None]:
+        """The whole-area SR, its consistency map and the model name, where present."""
+        record = self.read_upscale()
+        sr = self.sr_path if self.sr_path.exists() else None
+        consistency = self.consistency_path if self.consistency_path.is_file() else None
+        return sr, consistency, None if record is None else record.model

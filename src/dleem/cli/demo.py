@@ -33,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from dleem.workflow import demo
 
     t0 = time.perf_counter()
-    index = demo(args.output, quick=args.quick, seed=args.seed, device=args.device)
+    from dleem.progress import ProgressDisplay
+
+    with ProgressDisplay() as progress:
+        index = demo(args.output, quick=args.quick, seed=args.seed, device=args.device,
+                     progress=progress)
     sys.stdout.write(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min\n"
                      f"report: {index.resolve()}\n")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -65,16 +66,20 @@ def parse_threshold(text: str) -> str | float:
     if text in THRESHOLD_METHODS:
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise DleemError(f"--threshold {text!r}: not a number nor one of "
-                         f"{', '.join(THRESHOLD_METHODS)}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise DleemError(f"--threshold {text!r}: not a finite grey level nor one of "
+                         f"{', '.join(THRESHOLD_METHODS)}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from dleem.evaluation.evaluate import EvalOptions
     from dleem.evaluation.pipeline import evaluate_workspace
-    from dleem.workflow import StageProgress, find_upscaled
+    from dleem.progress import ProgressDisplay
+    from dleem.workspace import Workspace
 
     if args.tiles < 1:
         raise DleemError(f"--tiles must be >= 1, got {args.tiles}")
@@ -84,14 +89,14 @@ def run(args: argparse.Namespace) -> int:
         connectivity=args.connectivity, min_pore_px=args.min_pore_px, border_px=args.border,
         gallery=args.gallery, thickness_tiles=args.thickness_tiles,
     )
-    sr, consistency, sr_model = find_upscaled(Path(args.workspace))
+    sr, consistency, sr_model = Workspace(args.workspace).upscaled()
     sr = Path(args.sr) if args.sr else sr
     consistency = Path(args.consistency) if args.consistency else consistency
     for path in (sr, consistency):
         if path is not None and not path.exists():
             raise DleemError(f"{path}: not found")
     command = "dleem " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
-    with StageProgress() as progress:
+    with ProgressDisplay() as progress:
         index = evaluate_workspace(
             args.workspace, args.model, options, sr_path=sr, consistency_path=consistency,
             sr_model=args.sr_model or sr_model, use_truth=not args.no_truth, device=args.device,

@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     t0 = time.perf_counter()
-    index = run_workflow(cfg, truth=True, command=f"dleem run {args.config}")
+    from dleem.progress import ProgressDisplay
+
+    with ProgressDisplay() as progress:
+        index = run_workflow(cfg, truth=True, command=f"dleem run {args.config}",
+                             progress=progress)
     sys.stdout.write(f"workflow finished in {(time.perf_counter() - t0) / 60:.1f} min\n"
                      f"report: {index.resolve()}\n")
     return 0

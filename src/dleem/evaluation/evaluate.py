@@ -13,7 +13,6 @@ feed fabricated "models" and the CLI feeds real ones (`model_upscaler`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -24,9 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from dleem.errors import DleemError, InputError
+from dleem import imaging
+from dleem.errors import DleemError, InputError, ParameterError
 from dleem.evaluation import metrics, pores
-from dleem.evaluation.sampling import Tile, sample_tiles
+from dleem.evaluation.sampling import EvalTile, sample_tiles
+from dleem.io import sha256_file
+from dleem.workspace import PairsManifest, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ class Evaluation:
     data_range: float
     border_px: int
     threshold: float
-    tiles: list[Tile]
+    tiles: list[EvalTile]
     methods: dict[str, MethodResult]  # "HR", "bicubic", model names, maybe "truth"
     models: list[str]
     has_truth: bool
@@ -122,16 +124,9 @@ class Evaluation:
 # ---------------------------------------------------------------------------- inputs
 
 
-def sha256_file(path: str | PathLike[str], chunk: int = 1 << 22) -> str | None:
-    """SHA-256 of a file, None when it does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_or_none(path: str | PathLike[str] | None) -> str | None:
+    """SHA-256 of a file, None when there is no such file (provenance is best effort)."""
+    return sha256_file(path) if path is not None and Path(path).is_file() else None
 
 
 def model_upscaler(
@@ -154,15 +149,16 @@ def model_upscaler(
     cfg = model.config
     info: dict[str, Any] = {
         "model_dir": str(model_dir.resolve()),
-        "generator_sha256": sha256_file(model_dir / "generator.safetensors"),
-        "config_sha256": sha256_file(model_dir / "config.json"),
+        "generator_sha256": sha256_or_none(model_dir / "generator.safetensors"),
+        "config_sha256": sha256_or_none(model_dir / "config.json"),
         "scale": int(model.scale),
         "halo_lr_px": int(model.halo_lr_px),
+        "arch": dict(cfg.arch),
+        "dleem_version": cfg.dleem_version,
     }
-    for key in ("loss", "pixel_loss", "losses", "preset", "arch", "steps", "dleem_version"):
-        value = getattr(cfg, key, None)
-        if value is not None:
-            info[key] = value if isinstance(value, (str, int, float, list, dict)) else str(value)
+    for key in ("loss", "adv_weight", "preset", "steps_done"):
+        if cfg.training.get(key) is not None:
+            info[key] = cfg.training[key]
     return Upscaler(name or model_dir.name, predict, int(model.halo_lr_px), info)
 
 
@@ -170,8 +166,8 @@ def bicubic_upscaler(scale: int) -> Upscaler:
     """The baseline: Keys bicubic (a = -0.5) on the same fine-grid convention."""
     return Upscaler(
         "bicubic",
-        lambda lr: metrics.bicubic_upsample(lr, scale),
-        metrics.BICUBIC_HALO_LR_PX,
+        lambda lr: imaging.bicubic_upsample(lr, scale),
+        imaging.BICUBIC_HALO_LR_PX,
         {"method": "Keys cubic convolution, a = -0.5, edge replicated, rounded to the LR dtype"},
     )
 
@@ -183,42 +179,46 @@ def _read_array(path: Path) -> np.ndarray:
 
 
 @dataclass
-class Workspace:
-    """The parts of a workspace evaluation reads."""
+class EvalData:
+    """The parts of a workspace evaluation reads: the pairs manifest, the whole LR image,
+    and the HR targets and masks of the regions with test areas."""
 
-    path: Path
-    manifest: dict
+    workspace: Workspace
+    manifest: PairsManifest
     lr: Any  # 2-D array (lazy allowed)
     targets: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
     truth_json: Path | None
 
+    @property
+    def path(self) -> Path:
+        return self.workspace.path
 
-def open_workspace(workspace: str | PathLike[str]) -> Workspace:
+
+def open_workspace(workspace: Workspace | str | PathLike[str]) -> EvalData:
     """Read the pairs manifest, the whole LR image, and the HR targets and masks."""
     from dleem.io import read_image
-    from dleem.pairs import load_manifest
 
-    ws = Path(workspace)
-    if not ws.is_dir():
-        raise InputError(ws, "workspace folder not found")
-    manifest = load_manifest(ws / "pairs")
-    lr_file = manifest.get("lr_file")
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if not ws.path.is_dir():
+        raise InputError(ws.path, "workspace folder not found")
+    manifest = ws.read_pairs()
+    lr_file = manifest.lr_file
     if not lr_file or not Path(lr_file).is_file():
-        raise InputError(lr_file or ws / "pairs/manifest.json",
+        raise InputError(lr_file or ws.pairs_manifest_json,
                          "the LR image named in the pairs manifest is missing")
     lr = read_image(lr_file).data
-    if list(lr.shape) != list(manifest["lr_shape"]):
+    if tuple(lr.shape) != tuple(manifest.lr_shape):
         raise InputError(lr_file, f"shape {tuple(lr.shape)} differs from the manifest's "
-                                  f"{tuple(manifest['lr_shape'])}")
+                                  f"{tuple(manifest.lr_shape)}")
     targets, masks = {}, {}
-    for region in manifest["regions"]:
-        if not region.get("splits", {}).get("test"):
+    for region in manifest.regions:
+        if not region.splits.test:
             continue
-        targets[region["id"]] = _read_array(ws / "pairs" / region["hr"]).astype(np.float32)
-        masks[region["id"]] = _read_array(ws / "pairs" / region["mask"])
+        targets[region.id] = _read_array(ws.pair_file(region.hr)).astype(np.float32)
+        masks[region.id] = _read_array(ws.pair_file(region.mask))
     truth = Path(lr_file).parent / "truth.json"
-    return Workspace(ws, manifest, lr, targets, masks, truth if truth.is_file() else None)
+    return EvalData(ws, manifest, lr, targets, masks, truth if truth.is_file() else None)
 
 
 # ---------------------------------------------------------------------------- windows
@@ -248,7 +248,7 @@ def _fine_over(method: Upscaler, lr: Any, box: Sequence[int], k: int) -> np.ndar
 
 
 def evaluate(
-    ws: Workspace,
+    ws: EvalData,
     upscalers: Sequence[Upscaler],
     options: EvalOptions | None = None,
     *,
@@ -259,7 +259,7 @@ def evaluate(
 
     Parameters
     ----------
-    ws : Workspace
+    ws : EvalData
         From `open_workspace`.
     upscalers : sequence of Upscaler
         The models (bicubic is added here).
@@ -272,30 +272,26 @@ def evaluate(
     """
     opt = options or EvalOptions()
     man = ws.manifest
-    k = int(man["scale"])
-    lr_dtype = np.dtype(man.get("lr_dtype") or ws.lr.dtype)
-    try:
-        data_range = metrics.dtype_range(lr_dtype)
-    except ValueError:
-        st = man.get("lr_stats", {})
-        data_range = float(st.get("max", 1.0)) - float(st.get("min", 0.0))
+    k = man.scale
+    lr_dtype = np.dtype(man.lr_dtype)
+    data_range = imaging.dtype_range(lr_dtype) or (man.lr_stats.max - man.lr_stats.min) or 1.0
     border = k if opt.border_px is None else int(opt.border_px)
     if border * 2 >= opt.tile_size:
-        raise DleemError(f"--tile-size {opt.tile_size} too small for a {border}-px border")
+        raise ParameterError("tile_size", f"{opt.tile_size} is too small for a {border}-px border")
     for up in upscalers:
         if up.name in ("HR", "bicubic", "truth", "LR"):
             raise DleemError(f"model name {up.name!r} is reserved; rename the model folder")
     names = [u.name for u in upscalers]
     if len(set(names)) != len(names):
         raise DleemError(f"two models share a name: {names}")
-    regions = [r for r in man["regions"] if r["id"] in ws.targets]
+    regions = [r for r in man.regions if r.id in ws.targets]
     tiles = sample_tiles(regions, ws.masks, scale=k, tile_size=opt.tile_size,
                          n_tiles=opt.tiles, seed=opt.seed)
-    fine_px = None if man.get("lr_pixel_size_um") is None else man["lr_pixel_size_um"] / k
+    fine_px = man.lr_pixel_size_fine_um
     px_um = fine_px if fine_px else 1.0
 
     # One global threshold, chosen on the HR tiles (all tiles, every 4th pixel).
-    by_region: dict[str, list[Tile]] = {}
+    by_region: dict[str, list[EvalTile]] = {}
     for t in tiles:
         by_region.setdefault(t.region, []).append(t)
     hr_values = []
@@ -314,11 +310,11 @@ def evaluate(
     gallery: list[dict[str, np.ndarray]] = []
     gallery_ids = {id(t) for t in tiles[: opt.gallery]}
     tile_index = {id(t): i for i, t in enumerate(tiles)}  # tiles are in random order
-    region_by_id = {r["id"]: r for r in regions}
+    region_by_id = {r.id: r for r in regions}
     done = 0
     for rid, rtiles in by_region.items():
         reg = region_by_id[rid]
-        or0, oc0 = int(reg["lr_box"][0]), int(reg["lr_box"][1])
+        or0, oc0 = reg.lr_box[0], reg.lr_box[1]
         ub = (min(t.row for t in rtiles), min(t.col for t in rtiles),
               max(t.row + t.size_lr for t in rtiles), max(t.col + t.size_lr for t in rtiles))
         gbox = (or0 + ub[0], oc0 + ub[1], or0 + ub[2], oc0 + ub[3])
@@ -376,7 +372,7 @@ def evaluate(
     gallery.sort(key=lambda g: tile_index[id(g["_tile"])])
     return Evaluation(
         options=opt, scale=k, fine_pixel_size_um=fine_px,
-        lr_pixel_size_um=man.get("lr_pixel_size_um"), data_range=data_range, border_px=border,
+        lr_pixel_size_um=man.lr_pixel_size_um, data_range=data_range, border_px=border,
         threshold=threshold, tiles=tiles, methods=results, models=[u.name for u in upscalers],
         has_truth=truth is not None, gallery=gallery, lr_dtype=lr_dtype.name,
         provenance={"models": {u.name: u.info for u in upscalers}},

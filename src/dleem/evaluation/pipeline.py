@@ -7,9 +7,10 @@ and writes ``WORKSPACE/report/``.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -17,16 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from dleem.errors import InputError
+from dleem.errors import DleemError, InputError
 from dleem.evaluation.evaluate import (
+    EvalData,
     EvalOptions,
     Upscaler,
-    Workspace,
     evaluate,
     model_upscaler,
     open_workspace,
 )
 from dleem.evaluation.report import ReportInputs, write_report
+from dleem.progress import ProgressCallback
+from dleem.workspace import StepRecord, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def _strided(data: Any, max_side: int = OVERVIEW_SIDE) -> tuple[np.ndarray, int]
     return np.asarray(data[::step, ::step]), step
 
 
-def find_dwell_times(ws: Workspace) -> tuple[dict[str, float], str]:
+def find_dwell_times(ws: EvalData) -> tuple[dict[str, float], str]:
     """Dwell times (µs per pixel) from the images' metadata, where every image has one."""
     from dleem.io import read_image
 
@@ -69,16 +72,16 @@ def find_dwell_times(ws: Workspace) -> tuple[dict[str, float], str]:
         return value * 1e6 if value < 1e-2 else None  # FEI/Thermo write seconds
 
     out: dict[str, float] = {}
-    lr = dwell_of(ws.manifest.get("lr_file"))
+    lr = dwell_of(ws.manifest.lr_file)
     if lr is None:
         return {}, "assumed equal dwell time per pixel (no dwell time in the LR metadata)"
     out["LR"] = lr
-    for r in ws.manifest["regions"]:
-        d = dwell_of(r.get("hr_file"))
+    for r in ws.manifest.regions:
+        d = dwell_of(r.hr_file)
         if d is None:
-            return {}, (f"assumed equal dwell time per pixel (no dwell time in {r.get('hr_file')})")
-        out[r["id"]] = d
-    out["HR_full"] = max(out[r["id"]] for r in ws.manifest["regions"])
+            return {}, (f"assumed equal dwell time per pixel (no dwell time in {r.hr_file})")
+        out[r.id] = d
+    out["HR_full"] = max(out[r.id] for r in ws.manifest.regions)
     return out, "dwell times in the image metadata (whole area at HR: the HR regions' dwell)"
 
 
@@ -95,7 +98,7 @@ def truth_renderer(truth_json: Path) -> Callable[[tuple[int, int, int, int], int
 
 
 def evaluate_workspace(
-    workspace: str | PathLike[str],
+    workspace: Workspace | str | PathLike[str],
     models: Sequence[str | PathLike[str]] | Sequence[Upscaler],
     options: EvalOptions | None = None,
     *,
@@ -106,7 +109,7 @@ def evaluate_workspace(
     device: str = "cpu",
     command: str | None = None,
     timings_s: dict[str, float] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
     out_dir: str | PathLike[str] | None = None,
 ) -> Path:
     """Evaluate model folders on a workspace and write its report; returns index.html.
@@ -121,10 +124,14 @@ def evaluate_workspace(
     sr_path, sr_model : the whole upscaled image and the model that made it (for the report).
     consistency_path : the consistency map of that upscaling (float TIFF on the LR grid).
     use_truth : score against the synthetic truth when ``truth.json`` sits beside the LR file.
+    timings_s : seconds of the earlier steps, shown in the report.
+    progress : ``progress(stage, done, total)``; raise `dleem.errors.Cancelled` in it to stop
+        (the report is built under a temporary name, so nothing is left half-written).
     """
     from dleem.io import read_image
 
-    ws = open_workspace(workspace)
+    data = open_workspace(workspace)
+    ws = data.workspace
     ups: list[Upscaler] = []
     model_dirs: dict[str, Path] = {}
     for m in models:
@@ -133,25 +140,24 @@ def evaluate_workspace(
             if m.info.get("model_dir"):
                 model_dirs[m.name] = Path(m.info["model_dir"])
         else:
-            up = model_upscaler(m, device=device,
-                                pixel_size_um=ws.manifest.get("lr_pixel_size_um"))
+            up = model_upscaler(m, device=device, pixel_size_um=data.manifest.lr_pixel_size_um)
             ups.append(up)
             model_dirs[up.name] = Path(m)
     if not ups:
         raise InputError(workspace, "no model to evaluate (give --model MODEL_DIR)")
-    truth = truth_renderer(ws.truth_json) if (use_truth and ws.truth_json) else None
-    ev = evaluate(ws, ups, options, truth=truth, progress=progress)
+    truth = truth_renderer(data.truth_json) if (use_truth and data.truth_json) else None
+    t0 = time.perf_counter()
+    ev = evaluate(data, ups, options, truth=truth, progress=progress)
 
-    inputs = ReportInputs(workspace=ws.path, manifest=ws.manifest, model_dirs=model_dirs,
-                          truth_json=ws.truth_json if truth else None, command=command,
+    inputs = ReportInputs(workspace=ws, manifest=data.manifest, model_dirs=model_dirs,
+                          truth_json=data.truth_json if truth else None, command=command,
                           timings_s=dict(timings_s or {}))
-    reg = ws.path / "registration.json"
-    if reg.is_file():
+    if ws.registration_json.is_file():
         try:
-            inputs.registration = json.loads(reg.read_text())
-        except ValueError:
-            log.warning("%s: not valid JSON; left out of the report", reg)
-    inputs.lr_overview, inputs.lr_overview_step = _strided(ws.lr)
+            inputs.registration = ws.read_registration()
+        except DleemError as error:
+            log.warning("%s; left out of the report", error)
+    inputs.lr_overview, inputs.lr_overview_step = _strided(data.lr)
     if consistency_path is not None:
         cpath = Path(consistency_path)
         cimg = read_image(cpath)
@@ -170,5 +176,12 @@ def evaluate_workspace(
     if sr_path is not None:
         inputs.sr_path = Path(sr_path)
         inputs.sr_model = sr_model
-    inputs.dwell_us, inputs.dwell_source = find_dwell_times(ws)
-    return write_report(ev, inputs, out_dir)
+    inputs.dwell_us, inputs.dwell_source = find_dwell_times(data)
+    index = write_report(ev, inputs, out_dir)
+    ws.record_step("evaluate", StepRecord(
+        inputs={"models": {name: str(d) for name, d in model_dirs.items()},
+                "sr": None if sr_path is None else str(sr_path),
+                "consistency": None if consistency_path is None else str(consistency_path)},
+        parameters=dataclasses.asdict(ev.options),
+        outputs=[str(index.parent)], seconds=round(time.perf_counter() - t0, 3)))
+    return index

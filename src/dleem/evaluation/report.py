@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from dleem.evaluation import figures
-from dleem.evaluation.evaluate import Evaluation, sha256_file, summarize
+from dleem.evaluation.evaluate import Evaluation, sha256_or_none, summarize
+from dleem.workspace import PairRegion, PairsManifest, RegistrationRecord, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,10 @@ CSS_NAME = "report.css"
 class ReportInputs:
     """What the report shows besides the evaluation itself (all optional)."""
 
-    workspace: Path
-    manifest: dict
+    workspace: Workspace
+    manifest: PairsManifest
     model_dirs: dict[str, Path] = field(default_factory=dict)
-    registration: dict | None = None
+    registration: RegistrationRecord | None = None
     lr_overview: np.ndarray | None = None  # a strided view of the whole LR image
     lr_overview_step: int = 1
     consistency: np.ndarray | None = None  # LR-grid map (SR degraded - LR), strided
@@ -59,7 +60,8 @@ class ReportInputs:
 # ---------------------------------------------------------------------------- numbers
 
 
-def imaging_time(manifest: dict, hr_shapes: dict[str, Sequence[int]],
+def imaging_time(lr_shape: Sequence[int], lr_pixel_size_um: float | None,
+                 regions: Sequence[PairRegion], hr_shapes: dict[str, Sequence[int]],
                  dwell_us: dict[str, float] | None = None) -> dict[str, Any]:
     """Pixels (and time where dwell times are known) imaged vs imaging the whole area at HR.
 
@@ -67,12 +69,11 @@ def imaging_time(manifest: dict, hr_shapes: dict[str, Sequence[int]],
     size ``p_HR`` would take ``H W (p_LR / p_HR)**2`` pixels. What was imaged is the LR map plus
     the HR regions. With equal dwell time per pixel, time is proportional to pixels.
     """
-    h, w = manifest["lr_shape"]
-    p_lr = manifest.get("lr_pixel_size_um")
-    regions = manifest.get("regions", [])
-    p_hr_values = [r.get("hr_pixel_size_um") for r in regions if r.get("hr_pixel_size_um")]
+    h, w = lr_shape
+    p_lr = lr_pixel_size_um
+    p_hr_values = [r.hr_pixel_size_um for r in regions if r.hr_pixel_size_um]
     if not p_hr_values and p_lr:
-        p_hr_values = [p_lr / float(r["ratio"]) for r in regions if r.get("ratio")]
+        p_hr_values = [p_lr / float(r.ratio) for r in regions if r.ratio]
     if not p_lr or not p_hr_values:
         return {"available": False, "reason": "pixel sizes unknown"}
     p_hr = float(min(p_hr_values))
@@ -90,8 +91,8 @@ def imaging_time(manifest: dict, hr_shapes: dict[str, Sequence[int]],
         "full_hr_pixels": n_full,
         "acquired_pixels": n_lr + sum(n_hr.values()),
         "pixel_ratio_full_over_acquired": n_full / (n_lr + sum(n_hr.values())),
-        "hr_area_fraction": sum(n_hr[r["id"]] * (r.get("hr_pixel_size_um") or p_hr) ** 2
-                                for r in regions if r["id"] in n_hr) / area_um2,
+        "hr_area_fraction": sum(n_hr[r.id] * (r.hr_pixel_size_um or p_hr) ** 2
+                                for r in regions if r.id in n_hr) / area_um2,
     }
     dwell = dwell_us or {}
     if "LR" in dwell and all(rid in dwell for rid in n_hr) and "HR_full" in dwell:
@@ -127,7 +128,7 @@ def build_metrics(ev: Evaluation, inputs: ReportInputs, extra: dict[str, Any]) -
         "schema_version": METRICS_SCHEMA_VERSION,
         "dleem_version": __version__,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "workspace": str(inputs.workspace.resolve()),
+        "workspace": str(inputs.workspace.path.resolve()),
         "scale": ev.scale,
         "lr_pixel_size_um": ev.lr_pixel_size_um,
         "fine_pixel_size_um": ev.fine_pixel_size_um,
@@ -333,11 +334,10 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
                              "the evaluation tiles (white).", "half"))
     if inputs.registration:
         rr = []
-        for r in inputs.registration.get("regions", []):
-            rr.append([html.escape(Path(str(r.get("file", ""))).name), html.escape(str(r.get("status"))),
-                       _fmt(r.get("ncc_peak")), _fmt(r.get("ncc_distinctness")),
-                       _fmt(r.get("residual")), _fmt(r.get("blur_sigma_lr_px")),
-                       _fmt(r.get("gain")), _fmt(r.get("offset"))])
+        for r in inputs.registration.regions:
+            rr.append([html.escape(Path(r.file).name), html.escape(r.status),
+                       _fmt(r.ncc_peak), _fmt(r.ncc_distinctness), _fmt(r.residual),
+                       _fmt(r.blur_sigma_lr_px), _fmt(r.gain), _fmt(r.offset)])
         reg_html.append(_table(["HR file", "status", "NCC peak", "peak distinctness",
                                 "residual", "LR blur σ (LR px)", "gain", "offset"], rr))
     qc = "".join(_img(q, "registration QC", f"Registration QC (dleem register): "
@@ -511,68 +511,57 @@ def timings_html(timings: dict[str, float]) -> str:
 # ---------------------------------------------------------------------------- write
 
 
-def _hr_shapes(manifest: dict) -> dict[str, tuple[int, int]]:
-    import tifffile
-
+def _hr_shapes(regions: Sequence[PairRegion],
+               registration: RegistrationRecord | None) -> dict[str, tuple[int, int]]:
+    """HR image shapes by region id: as registered, else the region's extent in HR px."""
+    registered = {r.file: r.hr_shape for r in (registration.regions if registration else [])
+                  if r.hr_shape is not None}
     shapes = {}
-    for r in manifest.get("regions", []):
-        f = r.get("hr_file")
-        try:
-            with tifffile.TiffFile(f) as tf:
-                shapes[r["id"]] = tuple(tf.pages[0].shape[:2])
-        except Exception:  # noqa: BLE001 - fall back on the region's extent in LR px
-            r0, c0, r1, c1 = r["lr_box"]
-            ratio = float(r.get("ratio") or 1.0)
-            shapes[r["id"]] = (int((r1 - r0) * ratio), int((c1 - c0) * ratio))
+    for r in regions:
+        if r.hr_file in registered:
+            shapes[r.id] = registered[r.hr_file]
+        else:
+            r0, c0, r1, c1 = r.lr_box
+            ratio = float(r.ratio or 1.0)
+            shapes[r.id] = (int((r1 - r0) * ratio), int((c1 - c0) * ratio))
     return shapes
 
 
 def _inputs_list(inputs: ReportInputs) -> list[dict[str, Any]]:
     man = inputs.manifest
-    items = [{"role": "LR image", "path": man.get("lr_file"), "sha256": man.get("lr_sha256")}]
-    for r in man.get("regions", []):
-        items.append({"role": f"HR image {r['id']}", "path": r.get("hr_file"),
-                      "sha256": r.get("hr_sha256")})
+    items = [{"role": "LR image", "path": man.lr_file, "sha256": man.lr_sha256}]
+    for r in man.regions:
+        items.append({"role": f"HR image {r.id}", "path": r.hr_file, "sha256": r.hr_sha256})
     ws = inputs.workspace
-    for role, path in (("pairs manifest", ws / "pairs" / "manifest.json"),
-                       ("registration.json", ws / "registration.json"),
+    for role, path in (("pairs manifest", ws.pairs_manifest_json),
+                       ("registration.json", ws.registration_json),
                        ("synthetic truth.json", inputs.truth_json),
                        ("consistency map", inputs.consistency_path),
                        ("upscaled image", inputs.sr_path)):
         if path is not None and Path(path).is_file():
-            items.append({"role": role, "path": str(path), "sha256": sha256_file(path)})
+            items.append({"role": role, "path": str(path), "sha256": sha256_or_none(path)})
     return items
 
 
 def _overview(path: Path, ev: Evaluation, inputs: ReportInputs, lr_px: float) -> None:
     """The LR map around the HR regions: outlines, split boxes, evaluation tiles."""
-    from dleem.pairs import hr_outline_lr
-
     man = inputs.manifest
     s = inputs.lr_overview_step
     boxes, outlines = [], []
     lo = np.array([np.inf, np.inf])
     hi = np.array([-np.inf, -np.inf])
-    for r in man.get("regions", []):
-        br0, bc0, br1, bc1 = r["lr_box"]
+    shapes = _hr_shapes(man.regions, inputs.registration)
+    for r in man.regions:
+        br0, bc0, br1, bc1 = r.lr_box
         lo = np.minimum(lo, [br0, bc0])
         hi = np.maximum(hi, [br1, bc1])
         for split, color in (("train", "#4daf4a"), ("val", "#ffd92f"), ("test", "#e41a1c")):
-            for b in r.get("splits", {}).get(split, []):
-                boxes.append(([br0 + b[0], bc0 + b[1], br0 + b[2], bc0 + b[3]], color,
-                              f"{split} area"))
-        try:
-            shape = _hr_shapes({"regions": [r]})[r["id"]]
-            outlines.append((np.asarray(hr_outline_lr(r["hr_to_lr"], shape), float) + 0.5,
-                             "#00bfff", "HR region"))
-        except Exception:  # noqa: BLE001 - the outline is decoration
-            pass
-    reg_by_id = {r["id"]: r for r in man.get("regions", [])}
+            for b in r.splits.of(split):
+                boxes.append((list(r.global_box(b)), color, f"{split} area"))
+        outlines.append((r.hr_to_lr.corners(shapes[r.id]) + 0.5, "#00bfff", "HR region"))
+    reg_by_id = {r.id: r for r in man.regions}
     for t in ev.tiles:
-        reg = reg_by_id[t.region]
-        a, b, c, d = t.lr_box
-        r0, c0 = reg["lr_box"][0], reg["lr_box"][1]
-        boxes.append(([r0 + a, c0 + b, r0 + c, c0 + d], "white", "evaluation tile"))
+        boxes.append((list(reg_by_id[t.region].global_box(t.lr_box)), "white", "evaluation tile"))
     # Crop to the regions with a margin (the registration QC shows the whole map).
     h, w = (np.array(inputs.lr_overview.shape[:2]) * s).tolist()
     margin = 0.15 * float(max(hi - lo)) if np.all(np.isfinite(lo)) else 0.0
@@ -609,7 +598,7 @@ def write_report(ev: Evaluation, inputs: ReportInputs, out_dir: str | PathLike[s
     -------
     Path of index.html.
     """
-    out = Path(out_dir) if out_dir is not None else inputs.workspace / "report"
+    out = Path(out_dir) if out_dir is not None else inputs.workspace.report_dir
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -690,7 +679,7 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
         if summ.is_file():
             shutil.copy2(summ, fig_dir / "consistency_summary.png")
             figs["consistency_summary"] = "figures/consistency_summary.png"
-    qc_dir = inputs.workspace / "qc"
+    qc_dir = inputs.workspace.qc_dir
     if qc_dir.is_dir():
         (out / "qc").mkdir(exist_ok=True)
         for q in sorted(qc_dir.glob("*.png")):
@@ -703,7 +692,9 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
             shutil.copy2(c, out / "training" / f"{m}.png")
             figs["curves"].append((m, f"training/{m}.png"))
 
-    extra = {"imaging_time": imaging_time(man, _hr_shapes(man), inputs.dwell_us),
+    extra = {"imaging_time": imaging_time(man.lr_shape, man.lr_pixel_size_um, man.regions,
+                                          _hr_shapes(man.regions, inputs.registration),
+                                          inputs.dwell_us),
              "inputs": _inputs_list(inputs)}
     if inputs.sr_path is not None:
         extra["upscaled"] = {"path": str(inputs.sr_path), "model": inputs.sr_model}

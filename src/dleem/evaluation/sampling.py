@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dleem.errors import DleemError
+from dleem.errors import DleemError, ParameterError
+from dleem.workspace import PairRegion
 
 
 @dataclass(frozen=True)
-class Tile:
+class EvalTile:
     """One evaluation tile.
 
     Attributes
@@ -57,7 +58,7 @@ class Tile:
                 "fine_box": list(self.fine_box)}
 
 
-def _candidates(box: list[int], mask: np.ndarray | None, size_lr: int, k: int) -> np.ndarray:
+def _candidates(box: tuple[int, int, int, int], mask: np.ndarray | None, size_lr: int, k: int) -> np.ndarray:
     """LR-crop origins (row, col) of tiles inside ``box`` and fully valid in ``mask``."""
     r0, c0, r1, c1 = (int(v) for v in box)
     rows = np.arange(r0, r1 - size_lr + 1)
@@ -82,20 +83,19 @@ def _candidates(box: list[int], mask: np.ndarray | None, size_lr: int, k: int) -
 
 
 def sample_tiles(
-    regions: list[dict],
+    regions: list[PairRegion],
     masks: dict[str, np.ndarray | None],
     *,
     scale: int,
     tile_size: int,
     n_tiles: int,
     seed: int = 0,
-) -> list[Tile]:
+) -> list[EvalTile]:
     """Draw up to ``n_tiles`` random tiles from the test boxes of ``regions``.
 
     Parameters
     ----------
-    regions : list of dict
-        ``manifest["regions"]`` entries (``id``, ``splits["test"]`` boxes in LR-crop px).
+    regions : the pairs manifest's regions (their test boxes are in LR-crop px).
     masks : dict
         Region id -> fine-grid validity mask (1 = valid HR), or None for all valid.
     scale : int
@@ -113,21 +113,21 @@ def sample_tiles(
         When no test box can hold a tile of this size.
     """
     if tile_size % scale:
-        raise DleemError(f"--tile-size {tile_size} must be a multiple of the scale {scale}")
+        raise ParameterError("tile_size", f"{tile_size} must be a multiple of the scale {scale}")
     size_lr = tile_size // scale
     pools: list[tuple[str, np.ndarray]] = []
     largest = 0
     for region in regions:
-        for box in region.get("splits", {}).get("test", []):
+        for box in region.splits.test:
             largest = max(largest, min(box[2] - box[0], box[3] - box[1]))
-            cand = _candidates(box, masks.get(region["id"]), size_lr, scale)
+            cand = _candidates(box, masks.get(region.id), size_lr, scale)
             if len(cand):
-                pools.append((region["id"], cand))
+                pools.append((region.id, cand))
     total = sum(len(c) for _, c in pools)
     if total == 0:
         raise DleemError(
             f"no test box holds a fully valid {tile_size}-px tile (largest test box side: "
-            f"{largest} LR px = {largest * scale} fine px); use a smaller --tile-size"
+            f"{largest} LR px = {largest * scale} fine px); use a smaller tile size"
         )
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(total, size=min(n_tiles, total), replace=False))
@@ -137,6 +137,6 @@ def sample_tiles(
         i = int(np.searchsorted(offsets, p, side="right") - 1)
         rid, cand = pools[i]
         r, c = cand[p - offsets[i]]
-        tiles.append(Tile(rid, int(r), int(c), size_lr, scale))
+        tiles.append(EvalTile(rid, int(r), int(c), size_lr, scale))
     order = rng.permutation(len(tiles))  # random order, so the gallery's first tiles are random
     return [tiles[i] for i in order]

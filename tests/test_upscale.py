@@ -16,9 +16,10 @@ import zarr
 
 from dleem.errors import DleemError, InputError
 from dleem.models import ModelConfig, build_generator, load_model, save_model
-from dleem.upscale import TileGrid, predict, upscale_array, upscale_file
+from dleem.upscale import TileGrid, upscale_array, upscale_file
 from dleem.upscale import stream as stream_mod
 from dleem.upscale.engine import choose_precision
+from dleem.upscale.tiling import predict
 
 LR_PX = 0.4
 
@@ -154,7 +155,11 @@ def test_upscale_file_ome_tiff(tmp_path, dtype):
         assert series.dtype == np.dtype(dtype) and series.shape == (600, 560)
         np.testing.assert_array_equal(series.asarray(), ref)
         assert [lv.shape for lv in series.levels] == [(600, 560), (300, 280)]
-        assert tif.pages.first.is_tiled
+        page = tif.pages.first
+        assert not page.is_tiled and page.rowsperstrip < 600  # strips: ImageJ opens it
+        assert page.tags["ResolutionUnit"].value == 3  # centimetre
+        xres = page.tags["XResolution"].value
+        assert xres[0] / xres[1] == pytest.approx(1e5)  # 0.1 µm = 1e-5 cm
         ome = tif.ome_metadata
     assert 'PhysicalSizeX="0.1"' in ome and "PhysicalSizeXUnit=\"µm\"" in ome
     assert "sr_origin_lr_px" in ome and "-0.375" in ome
@@ -226,7 +231,7 @@ def test_disk_full_leaves_no_output_and_resume_finishes(tmp_path, model_u8, monk
     orig = m.generator.forward
     calls: list[int] = []
     m.generator.forward = lambda x: (calls.append(x.shape[0]), orig(x))[1]
-    monkeypatch.setattr("dleem.upscale._load", lambda model, dev: m)
+    monkeypatch.setattr("dleem.upscale.pipeline._load", lambda model, dev: m)
 
     # 1. the tile writer fails mid-way (20 tiles of 16 px; the 8th write hits a full disk)
     real_write_tile = stream_mod.WorkStore.write_tile
@@ -288,7 +293,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, model_u8, monkeyp
         return orig(x)
 
     m.generator.forward = interrupting
-    monkeypatch.setattr("dleem.upscale._load", lambda model, dev: m)
+    monkeypatch.setattr("dleem.upscale.pipeline._load", lambda model, dev: m)
     with pytest.raises(KeyboardInterrupt):
         upscale_file(src, model_u8, out, tile=16, batch=2, device="cpu")  # 30 tiles
     assert not out.exists() and _sha(src) == digest

@@ -7,7 +7,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from dleem.upscale.consistency import consistency_map, degrade, map_tile, write_consistency
+from dleem.imaging import degrade
+from dleem.upscale.consistency import consistency_map, map_tile, write_consistency
 
 K, SIGMA = 4, 0.8
 

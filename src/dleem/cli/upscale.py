@@ -1,9 +1,13 @@
-"""`dleem upscale LR.tif --model MODEL_DIR -o SR.tif|SR.ome.zarr`: tiled, streaming super-resolution."""
+"""`dleem upscale LR.tif --model MODEL_DIR -o SR.ome.tif|SR.ome.zarr`: tiled, streaming super-resolution."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+
+#: API parameter -> flag, where they differ (the error names what the user typed).
+FLAGS = {"pixel_size_um": "pixel_size", "output_path": "output", "consistency_path": "consistency",
+         "input_path": "input", "model_dir": "model"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="LR image (TIFF, zarr / OME-Zarr, PNG)")
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors)")
-    p.add_argument("-o", "--output", required=True, help="SR.tif / SR.ome.tif (OME-TIFF) or SR.ome.zarr")
+    p.add_argument("-o", "--output", required=True,
+                   help="SR.ome.tif (OME-TIFF) or SR.ome.zarr (OME-Zarr); SR.tif gets the same TIFF and a warning")
     p.add_argument("--tile", type=int, default=256, help="tile core in LR pixels, >= 16 (default 256)")
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -26,16 +31,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also write the consistency map (degraded SR - LR) as a float32 TIFF + PNG")
     p.add_argument("--dask-scheduler", metavar="ADDR", help="run the tiles on this dask.distributed scheduler")
     p.add_argument("--pixel-size", type=float, metavar="UM", help="LR pixel size in µm (overrides metadata)")
+    p.add_argument("--ngff", default="0.5", choices=("0.4", "0.5"),
+                   help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2: Fiji, QuPath, "
+                        "Bio-Formats)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dleem.errors import ParameterError
+    from dleem.progress import ProgressDisplay
     from dleem.upscale import upscale_file
 
-    out = upscale_file(
-        args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
-        resume=args.resume, consistency_path=args.consistency, dask_scheduler=args.dask_scheduler,
-        precision=args.precision, pixel_size_um=args.pixel_size,
-    )
+    try:
+        with ProgressDisplay() as progress:
+            out = upscale_file(
+                args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
+                resume=args.resume, consistency_path=args.consistency, dask_scheduler=args.dask_scheduler,
+                precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, progress=progress,
+            )
+    except ParameterError as error:
+        error.parameter = FLAGS.get(error.parameter, error.parameter)
+        raise
     logging.getLogger("dleem.upscale").info("wrote %s", out)
     return 0

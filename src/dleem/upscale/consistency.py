@@ -1,15 +1,15 @@
 """Consistency map: the SR output degraded back to the LR grid, minus the LR input.
 
-The forward model of the LR acquisition is a Gaussian blur of ``lr_blur_sigma_px`` LR
-pixels (measured at registration, stored in the model config) followed by integration
-over each LR pixel, i.e. on the fine grid a blur of ``k * sigma`` fine pixels and a
-``k x k`` area mean. Where the SR image could have produced the measurement, the map is
+The forward model of the LR acquisition is `dleem.imaging.degrade`: a Gaussian blur of
+``lr_blur_sigma_px`` LR pixels (measured at registration, stored in the model config)
+followed by integration over each LR pixel, i.e. on the fine grid a blur of
+``k * sigma`` fine pixels and a ``k x k`` area mean. Where the SR image could have produced the measurement, the map is
 zero up to noise; where the network drew structure that changes what the LR detector
 would have seen, the map shows it. Structure that averages out inside an LR pixel is in
 the null space of this test and is not flagged (see docs/upscaling.md).
 
 The map is computed tile by tile from the finished SR level 0 with a margin of
-``ceil(4 sigma) + 1`` LR pixels, using scipy's ``reflect`` border both in the tile and
+``ceil(4 sigma) + 1`` LR pixels (`dleem.imaging.forward_margin_lr_px`), using scipy's ``reflect`` border both in the tile and
 for the whole image, so the tiled map equals the whole-image map. References:
 consistency/"data-consistency" checks as in Ulyanov et al., *Deep Image Prior* (2018),
 and the degradation-consistency view of SR in Bahat & Michaeli, *Explorable
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from dleem.imaging import degrade, forward_margin_lr_px
 from dleem.io.atomic import atomic_write
 
 TILE = 512
@@ -34,35 +34,11 @@ HIST_BINS = 512
 PREVIEW_SIDE = 1024
 
 
-def degrade(sr: np.ndarray, scale: int, sigma_lr_px: float) -> np.ndarray:
-    """Fine-grid image -> LR grid: Gaussian blur (sigma in LR px) then k x k area mean.
-
-    Parameters
-    ----------
-    sr : ndarray (k*H, k*W)
-        Image on the fine grid (any dtype; computed in float32).
-    scale : int
-        k, fine pixels per LR pixel along each axis.
-    sigma_lr_px : float
-        Blur of the LR acquisition, standard deviation in LR pixels (0: area mean only).
-    """
-    x = np.asarray(sr, dtype=np.float32)
-    if sigma_lr_px > 0:
-        x = ndimage.gaussian_filter(x, sigma_lr_px * scale, mode="reflect", truncate=4.0)
-    h, w = x.shape[0] // scale, x.shape[1] // scale
-    return x[:h * scale, :w * scale].reshape(h, scale, w, scale).mean(axis=(1, 3))
-
-
-def margin_lr_px(sigma_lr_px: float) -> int:
-    """LR pixels of context that make a tile's blur equal the whole image's."""
-    return math.ceil(4.0 * sigma_lr_px) + 1 if sigma_lr_px > 0 else 0
-
-
 def map_tile(sr: Any, lr: Any, box: tuple[int, int, int, int], scale: int, sigma: float) -> np.ndarray:
     """SR degraded minus LR (float32, LR grey levels) over LR box (y0, y1, x0, x1)."""
     y0, y1, x0, x1 = box
     h, w = lr.shape
-    m = margin_lr_px(sigma)
+    m = forward_margin_lr_px(sigma)
     a0, a1, b0, b1 = max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
     window = np.asarray(sr[scale * a0:scale * a1, scale * b0:scale * b1])
     low = degrade(window, scale, sigma)[y0 - a0:y1 - a0, x0 - b0:x1 - b0]
@@ -138,12 +114,15 @@ def write_consistency(
 ) -> dict[str, Any]:
     """Stream the map into a float32 OME-TIFF at ``path`` (atomic) and draw the summary PNG.
 
-    Returns the summary statistics (LR grey levels) and the files written.
+    The TIFF is in strips up to `stream.STRIP_MAX_PIXELS` (ImageJ opens it without
+    Bio-Formats), in tiles above, with the LR pixel size as OME ``PhysicalSizeX/Y`` and
+    as resolution tags in cm. Returns the summary statistics (LR grey levels) and the
+    files written.
     """
 
     import tifffile
 
-    from dleem.upscale.stream import needs_bigtiff
+    from dleem.upscale.stream import needs_bigtiff, resolution_options, tiff_layout
 
     h, w = lr.shape
     factor = 1
@@ -151,11 +130,27 @@ def write_consistency(
         factor *= 2
     summary = Summary(hist_range=0.25 * dtype_max, shape=(h, w), factor=factor)
 
-    def gen() -> Iterator[np.ndarray]:
+    layout = tiff_layout((h, w), np.float32)
+
+    def tiled() -> Iterator[np.ndarray]:
         for box in tiles((h, w), tile):
             d = map_tile(sr, lr, box, scale, sigma_lr_px)
             summary.add(box, d)
             yield d
+
+    def strips() -> Iterator[np.ndarray]:
+        rows = layout["rowsperstrip"]
+        band_rows = max(rows, tile // rows * rows)  # a band of whole strips, about one tile high
+        for r0 in range(0, h, band_rows):
+            r1 = min(r0 + band_rows, h)
+            band = np.empty((r1 - r0, w), np.float32)
+            for c0 in range(0, w, tile):  # tile by tile: memory of one band + one window
+                box = (r0, r1, c0, min(c0 + tile, w))
+                d = map_tile(sr, lr, box, scale, sigma_lr_px)
+                summary.add(box, d)
+                band[:, box[2]:box[3]] = d
+            for s0 in range(0, r1 - r0, rows):
+                yield band[s0:s0 + rows]
 
     metadata: dict[str, Any] = {"axes": "YX", "Description": "dleem consistency map: "
                                 "degrade(SR) - LR in LR grey levels"}
@@ -165,8 +160,12 @@ def write_consistency(
 
     def write(tmp: str) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=needs_bigtiff([(h, w)], np.float32), ome=True) as tw:
-            tw.write(gen(), shape=(h, w), dtype=np.float32, tile=(tile, tile), metadata=metadata,
-                     photometric="minisblack")
+            if "tile" in layout:
+                tw.write(tiled(), shape=(h, w), dtype=np.float32, tile=(tile, tile), metadata=metadata,
+                         photometric="minisblack", **resolution_options(lr_pixel_size_um))
+            else:
+                tw.write(strips(), shape=(h, w), dtype=np.float32, metadata=metadata,
+                         photometric="minisblack", **layout, **resolution_options(lr_pixel_size_um))
 
     atomic_write(path, write)
     stats = summary.as_dict()

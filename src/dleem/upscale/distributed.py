@@ -6,17 +6,25 @@ as the local path clips its windows), the block runs through `tiling.predict`, a
 valid centre is cut out. Each worker process loads a model once, cached by model folder
 and device (`worker_model`); with a zarr input on shared storage the graph carries only
 slices, so it scales out over a dask.distributed cluster.
+
+`run_dask` is what ``upscale_file(..., dask_scheduler=ADDR)`` runs: the blocks on the
+cluster, written into the work store by the client as they complete.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dleem.upscale.tiling import Model, predict
+from dleem.errors import DleemError, InputError, ParameterError
+from dleem.progress import ProgressCallback, report
+from dleem.upscale.tiling import MIN_TILE, Model, predict
 
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -49,10 +57,16 @@ def _chunks_for(n: int, tile: int, halo: int) -> tuple[int, ...]:
 
 
 def _block(block: np.ndarray, block_info: dict | None = None, *, model: Any, model_dir: str | None,
-           device: str, halo: int, chunks: tuple[tuple[int, ...], tuple[int, ...]], out_dtype: str) -> np.ndarray:
+           device: str, halo: int, chunks: tuple[tuple[int, ...], tuple[int, ...]], out_dtype: str,
+           source: str) -> np.ndarray:
+    loc = block_info[0]["chunk-location"]  # type: ignore[index]
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        y0, x0 = (sum(chunks[a][:loc[a]]) for a in (0, 1))
+        y1, x1 = y0 + chunks[0][loc[0]], x0 + chunks[1][loc[1]]
+        raise InputError(source, f"NaN or Inf within {halo} LR pixels of the box rows {y0}:{y1}, "
+                         f"columns {x0}:{x1}: replace the non-finite values before upscaling")
     m = model if model is not None else worker_model(model_dir, device)  # type: ignore[arg-type]
     k = m.scale
-    loc = block_info[0]["chunk-location"]  # type: ignore[index]
     cuts = []
     for axis in (0, 1):
         i = loc[axis]
@@ -73,7 +87,8 @@ def _device_of(model: Model) -> Any:
         return "cpu"
 
 
-def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", out_dtype: Any = None) -> Any:
+def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", out_dtype: Any = None,
+                 source: str = "input") -> Any:
     """Lazy SR of a dask (or zarr) array: a dask array ``scale`` times larger, same dtype.
 
     Parameters
@@ -85,15 +100,17 @@ def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", 
         model (shipped inside the graph: fine for a local or threaded cluster).
     tile : int
         Core side in LR pixels.
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where each worker runs its blocks.
+    out_dtype : dtype, optional
+        Output dtype (default the input's).
+    source : str
+        What to name in errors (a float block with NaN or Inf is refused when it runs).
     """
     import dask.array as da
 
-    from dleem.upscale.tiling import MIN_TILE
-
     if tile < MIN_TILE:
-        from dleem.errors import DleemError
-
-        raise DleemError(f"--tile must be >= {MIN_TILE} LR pixels, got {tile}")
+        raise ParameterError("tile", f"must be >= {MIN_TILE} LR pixels, got {tile}")
     if isinstance(model, (str, Path)):
         model_dir: str | None = str(model)
         ref = worker_model(model_dir, "cpu")
@@ -106,9 +123,68 @@ def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", 
     arr = arr.rechunk(chunks)
     dtype = np.dtype(out_dtype or arr.dtype)
     out_chunks = tuple(tuple(k * c for c in cs) for cs in chunks)
-    import functools
-
     fn = functools.partial(_block, model=loaded, model_dir=model_dir, device=device, halo=halo,
-                           chunks=chunks, out_dtype=dtype.str)
+                           chunks=chunks, out_dtype=dtype.str, source=str(source))
     return da.map_overlap(fn, arr, depth=halo, boundary="none", trim=False, dtype=dtype,
                           chunks=out_chunks, meta=np.empty((0, 0), dtype), allow_rechunk=False)
+
+
+def run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, device: str, address: str,
+             done: set[int], progress: ProgressCallback | None = None, stage: str = "upscale") -> dict[str, Any]:
+    """Tiles on a dask.distributed cluster; a non-zarr input is first copied to zarr.
+
+    Each dask block (one tile) is sent back and written into the work store by this
+    process, the only writer, as blocks complete (and recorded as finished, so
+    ``resume`` skips it); the workers only need to read the input. ``progress(stage,
+    blocks done, blocks)`` after each block; `dleem.errors.Cancelled` raised there stops
+    the run (the finished blocks stay in the store).
+    """
+    import dask.array as da
+    import zarr
+    from distributed import Client, as_completed
+
+    if isinstance(lr, zarr.Array) and src.is_dir():
+        arr = da.from_zarr(lr)
+    else:
+        staged = store.path / "input-lr"
+        if not staged.exists():
+            tmp = store.path / "input-lr.tmp"
+            z = zarr.create_array(str(tmp), shape=lr.shape, dtype=lr.dtype, chunks=(tile, tile),
+                                  overwrite=True, zarr_format=3)
+            for r0 in range(0, lr.shape[0], tile):
+                z[r0:r0 + tile] = np.asarray(lr[r0:r0 + tile])
+            os.replace(tmp, staged)
+        arr = da.from_zarr(str(staged))
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as error:
+        raise DleemError(f"cannot reach the dask scheduler at {address} ({error})") from None
+    with client:
+        sr = upscale_dask(arr, str(model_dir), tile=tile, device=device, source=str(src))
+        ys = np.concatenate([[0], np.cumsum(sr.chunks[0])])
+        xs = np.concatenate([[0], np.cumsum(sr.chunks[1])])
+        nby, nbx = sr.numblocks
+        keys, tasks = [], []
+        for i in range(nby):
+            for j in range(nbx):
+                index = i * nbx + j
+                if index not in done:
+                    keys.append((index, (slice(int(ys[i]), int(ys[i + 1])), slice(int(xs[j]), int(xs[j + 1])))))
+                    tasks.append(sr.blocks[i, j])
+        total = nby * nbx
+        finished = sum(1 for i in done if 0 <= i < total)
+        report(progress, stage, finished, total)
+        futures = client.compute(tasks)
+        where = {f.key: key for f, key in zip(futures, keys, strict=True)}
+        try:
+            for future, block in as_completed(futures, with_results=True):
+                index, region = where[future.key]
+                store.level0[region] = block
+                store.mark_done(index)
+                future.release()
+                finished += 1
+                report(progress, stage, finished, total)
+        finally:
+            client.cancel(futures)
+    shutil.rmtree(store.path / "input-lr", ignore_errors=True)
+    return {"tiles": len(keys), "device": f"dask {address}", "precision": "fp32"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dleem.errors import DleemError
+from dleem.errors import DleemError, InputError, ParameterError
 from dleem.upscale.tiling import Model, Tile, TileGrid, predict, subtiles, upscale_windows
 
 log = logging.getLogger(__name__)
@@ -170,17 +170,21 @@ def run_tiles(
     precision: str | None = "auto",
     skip: set[int] | None = None,
     on_done: Callable[[Tile], None] | None = None,
+    source: Any = "input",
 ) -> dict[str, Any]:
     """Upscale every tile of ``grid`` not in ``skip`` and hand each SR core to ``sink``.
 
-    ``sink`` and ``on_done`` run in the writer thread, in the order tiles finish.
+    ``sink`` and ``on_done`` run in the writer thread, in the order tiles finish; an
+    exception they raise (`dleem.errors.Cancelled` from a progress callback) stops the
+    run and is raised here. A float window with NaN or Inf is refused as it is read
+    (`InputError` naming ``source`` and the LR box).
     ``precision``: ``"auto"`` (measured, see `choose_precision`), ``"fp32"``, ``"fp16"``
     or ``"bf16"`` (the last two CUDA only). Returns what was used (device, precision).
     """
     import torch
 
     if batch < 1:
-        raise DleemError(f"batch must be >= 1, got {batch}")
+        raise ParameterError("batch", f"must be >= 1, got {batch}")
     skip = skip or set()
     count = len(grid) - sum(1 for i in skip if 0 <= i < len(grid))
     todo = (t for t in grid if t.index not in skip)  # lazily: memory independent of the tile count
@@ -207,6 +211,8 @@ def run_tiles(
         try:
             for group in _batches(todo, batch):
                 raw = np.stack([np.asarray(lr[t.read[0]:t.read[1], t.read[2]:t.read[3]]) for t in group])
+                if raw.dtype.kind == "f":
+                    check_finite(raw, group, source)
                 if not put(read_q, (group, raw)):
                     return
         except BaseException as error:  # noqa: BLE001 - handed to the main thread
@@ -266,6 +272,20 @@ def run_tiles(
         raise errors[0]
     info["batch"] = runner.batch
     return info
+
+
+def check_finite(raw: np.ndarray, tiles: list[Tile], source: Any) -> None:
+    """`InputError` naming ``source``, the first non-finite LR pixel and its tile's box."""
+    if np.isfinite(raw).all():
+        return
+    for t, window in zip(tiles, raw, strict=True):
+        bad = np.argwhere(~np.isfinite(window))
+        if len(bad):
+            y, x = int(bad[0][0]) + t.read[0], int(bad[0][1]) + t.read[2]
+            y0, y1, x0, x1 = t.read
+            raise InputError(source, f"NaN or Inf at LR pixel (row {y}, column {x}), in the box rows "
+                             f"{y0}:{y1}, columns {x0}:{x1}: replace the non-finite values before "
+                             f"upscaling")
 
 
 def _amp(precision: str | None, model: Model, raw: np.ndarray, out_dtype: Any, device: Any) -> Any:

@@ -14,6 +14,16 @@ which is cheap next to the network, buys resumability and lets the pyramid be bu
 band by band from a chunked source. OME-Zarr output *is* the work store, renamed at the
 end. Memory stays bounded by one band of ``scale * tile`` rows whatever the image size.
 
+Two runs writing the same output would share that work store; a `RunLock` (an
+``flock`` on ``.NAME.partial.zarr.lock``, dropped by the kernel when the process dies)
+makes the second one refuse, and `WorkStore.create` never deletes a store that another
+live run holds.
+
+TIFF layout: below `STRIP_MAX_PIXELS` every level is written in strips (ImageJ without
+Bio-Formats opens no tiled TIFF), above it in 512 x 512 tiles; pixel sizes go to the
+OME ``PhysicalSizeX/Y`` and to ``XResolution``/``YResolution`` in pixels per centimetre
+(``ResolutionUnit`` 3), which ImageJ's own reader shows in µm.
+
 Geometry recorded with the output: fine pixel ``j`` has its centre at LR coordinate
 ``(j + 0.5) / k - 0.5`` (LR pixel centres on integers), i.e. the SR grid origin sits
 ``-(k - 1) / (2k)`` LR pixels from the LR origin. Pyramid level ``l`` averages
@@ -33,14 +43,21 @@ from typing import Any
 import numpy as np
 
 from dleem.errors import DleemError
+from dleem.imaging import to_dtype
 
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "dleem-progress.txt"
-NGFF_VERSION = "0.5"
+#: OME-NGFF versions written: 0.4 is zarr v2 (Bio-Formats, Fiji, QuPath), 0.5 zarr v3.
+NGFF_VERSIONS = ("0.4", "0.5")
+NGFF_VERSION = "0.5"  # the default
 TIFF_TILE = 512
 PYRAMID_MIN_SIDE = 512
 CLASSIC_TIFF_LIMIT = 2**32 - 2**26  # bytes of pixel data kept below 4 GiB with room for IFDs
+#: Level-0 pixels up to which a TIFF is written in strips (16384 x 16384), tiled above.
+STRIP_MAX_PIXELS = 2**28
+#: Target bytes per strip (rows per strip is a power of two dividing `TIFF_TILE`).
+STRIP_BYTES = 2**18
 
 
 # -- input ---------------------------------------------------------------------------
@@ -68,6 +85,105 @@ def work_store_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.partial{suffix}")
 
 
+def lock_path(work: Path) -> Path:
+    """The lock file beside a work store."""
+    return work.with_name(f"{work.name}.lock")
+
+
+_HELD: set[str] = set()  # lock files this process holds
+
+
+def _lock_fd(fd: int) -> bool:
+    """Try an exclusive, non-blocking lock on ``fd``: True if taken, False if held elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class RunLock:
+    """One writer per output: an exclusive lock on ``.NAME.partial.zarr.lock``.
+
+    ``flock`` locks belong to the open file, so the kernel drops them when the process
+    ends, killed or not: a stale lock file is simply locked again by the next run. The
+    holder removes the file when it releases (under the lock; a run that opened the old
+    file meanwhile sees that it is gone and retries on the new one).
+    """
+
+    def __init__(self, work: Path, target: Path | None = None) -> None:
+        self.path = lock_path(work)
+        self.target = target or work  # named in the refusal
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise `DleemError` (another live run writes this output).
+        ``OSError`` (an unwritable folder) propagates."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _lock_fd(fd):
+                pid = _read_pid(fd)
+                os.close(fd)
+                who = f" (pid {pid})" if pid else ""
+                raise DleemError(f"{self.target}: another dleem upscale{who} is writing this output; "
+                                 f"wait for it to finish or choose another output path")
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous holder removed the file after we opened it: retry
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        _HELD.add(str(self.path.resolve()))
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        _HELD.discard(str(self.path.resolve()))
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except (OSError, AttributeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _check_not_held_elsewhere(work: Path) -> None:
+    """Refuse (`DleemError`) if another live run holds the lock of ``work``."""
+    lock = lock_path(work)
+    if str(lock.resolve()) in _HELD or not lock.exists():
+        return
+    RunLock(work).acquire().release()
+
+
 def store_chunk(sr_tile: int) -> int:
     """Zarr chunk side for SR tiles of ``sr_tile`` fine pixels: the TIFF tile when it divides
     them (so the TIFF export reads bands of exactly one chunk row), else the SR tile."""
@@ -86,18 +202,25 @@ class WorkStore:
 
     @classmethod
     def create(cls, path: Path, shape: tuple[int, int], dtype: Any, chunk: int,
-               identity: dict[str, Any]) -> WorkStore:
+               identity: dict[str, Any], *, zarr_format: int = 3) -> WorkStore:
+        """A new, empty store at ``path`` (a stale one is replaced, never one that another
+        live run holds: `DleemError`). ``zarr_format`` 2 for an OME-NGFF 0.4 output."""
         import zarr
 
+        _check_not_held_elsewhere(path)
         if path.exists():
             shutil.rmtree(path)
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
         group.attrs["dleem_run"] = identity
         chunk = store_chunk(chunk)
-        group.create_array("0", shape=shape, dtype=dtype, chunks=(chunk, chunk),
-                           dimension_names=("y", "x"), fill_value=0)
+        group.create_array("0", shape=shape, dtype=dtype, chunks=(chunk, chunk), fill_value=0,
+                           **_array_options(zarr_format))
         (path / PROGRESS_FILE).touch()
         return cls(path, group)
+
+    @property
+    def zarr_format(self) -> int:
+        return int(self.group.metadata.zarr_format)
 
     @classmethod
     def resume(cls, path: Path, identity: dict[str, Any]) -> WorkStore:
@@ -167,7 +290,7 @@ class WorkStore:
             if name in self.group:
                 del self.group[name]
             dst = self.group.create_array(name, shape=shape, dtype=src.dtype, chunks=(chunk, chunk),
-                                          dimension_names=("y", "x"), fill_value=0)
+                                          fill_value=0, **_array_options(self.zarr_format))
             for r0 in range(0, shape[0], chunk):  # chunk by chunk: memory independent of width
                 r1 = min(r0 + chunk, shape[0])
                 for c0 in range(0, shape[1], chunk):
@@ -179,7 +302,10 @@ class WorkStore:
         return levels
 
     def write_ngff(self, sr_pixel_size_um: float | None, scale: int, extra: dict[str, Any]) -> None:
-        """OME-NGFF 0.5 multiscales: physical scale and the SR-grid offset per level."""
+        """OME-NGFF multiscales: physical scale and the SR-grid offset per level.
+
+        A zarr v3 store gets NGFF 0.5 (``attributes["ome"]``), a zarr v2 store NGFF 0.4
+        (``multiscales`` at the top of ``.zattrs``, with its ``version``)."""
         unit_size = sr_pixel_size_um if sr_pixel_size_um else 1.0 / scale  # else in LR pixels
         origin = -(scale - 1) / (2 * scale) * scale * unit_size  # -(k-1)/(2k) LR px
         datasets = []
@@ -192,15 +318,27 @@ class WorkStore:
         axis = {"type": "space"}
         if sr_pixel_size_um:
             axis["unit"] = "micrometer"
-        self.group.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": [{
-            "name": "dleem super-resolution",
-            "axes": [{"name": "y", **axis}, {"name": "x", **axis}],
-            "datasets": datasets,
-            "type": "mean of 2x2",
-        }]}
+        multiscale = {"name": "dleem super-resolution",
+                      "axes": [{"name": "y", **axis}, {"name": "x", **axis}],
+                      "datasets": datasets, "type": "mean of 2x2"}
+        if self.zarr_format == 2:
+            self.group.attrs["multiscales"] = [{"version": "0.4", **multiscale}]
+        else:
+            self.group.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
         dleem = dict(self.group.attrs.get("dleem", {}))
         dleem.update(extra)
         self.group.attrs["dleem"] = dleem
+
+
+def _array_options(zarr_format: int) -> dict[str, Any]:
+    """zarr v3: named dimensions (default zstd). zarr v2 (NGFF 0.4): ``/`` chunk keys and
+    Blosc-LZ4, the codec every zarr v2 reader has (Java readers included)."""
+    if zarr_format == 3:
+        return {"dimension_names": ("y", "x")}
+    from numcodecs import Blosc
+
+    return {"chunk_key_encoding": {"name": "v2", "separator": "/"},
+            "compressors": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE)}
 
 
 def downsample2(band: np.ndarray, dtype: Any) -> np.ndarray:
@@ -209,11 +347,7 @@ def downsample2(band: np.ndarray, dtype: Any) -> np.ndarray:
     if h % 2 or w % 2:
         band = np.pad(band, ((0, h % 2), (0, w % 2)), mode="edge")
     m = band.astype(np.float32).reshape(band.shape[0] // 2, 2, band.shape[1] // 2, 2).mean(axis=(1, 3))
-    dt = np.dtype(dtype)
-    if np.issubdtype(dt, np.integer):
-        info = np.iinfo(dt)
-        return np.clip(np.rint(m), info.min, info.max).astype(dt)
-    return m.astype(dt)
+    return to_dtype(m, dtype)
 
 
 # -- OME-TIFF ------------------------------------------------------------------------
@@ -232,6 +366,40 @@ def _tiles(level: Any, tile: int) -> Iterator[np.ndarray]:
             yield band[:, c0:c0 + tile]
 
 
+def rows_per_strip(width: int, dtype: Any) -> int:
+    """Rows per strip: about `STRIP_BYTES` per strip, a power of two dividing `TIFF_TILE`."""
+    rows = max(1, STRIP_BYTES // max(1, width * np.dtype(dtype).itemsize))
+    return min(TIFF_TILE, 1 << (rows.bit_length() - 1))
+
+
+def tiff_layout(shape: tuple[int, int], dtype: Any) -> dict[str, Any]:
+    """TiffWriter options for a level: strips up to `STRIP_MAX_PIXELS`, tiles above."""
+    if int(shape[0]) * int(shape[1]) <= STRIP_MAX_PIXELS:
+        return {"rowsperstrip": rows_per_strip(int(shape[1]), dtype)}
+    return {"tile": (TIFF_TILE, TIFF_TILE)}
+
+
+def segments(level: Any, layout: dict[str, Any]) -> Iterator[np.ndarray]:
+    """The strips or tiles of a (lazy) 2-D array in TIFF order, for `tiff_layout` options;
+    memory: one band of `TIFF_TILE` rows."""
+    if "tile" in layout:
+        yield from _tiles(level, layout["tile"][0])
+        return
+    rows = layout["rowsperstrip"]
+    for r0 in range(0, level.shape[0], TIFF_TILE):
+        band = np.asarray(level[r0:r0 + TIFF_TILE])
+        for s0 in range(0, band.shape[0], rows):
+            yield band[s0:s0 + rows]
+
+
+def resolution_options(pixel_size_um: float | None, factor: float = 1.0) -> dict[str, Any]:
+    """``XResolution``/``YResolution`` in pixels per cm (``ResolutionUnit`` 3)."""
+    if not pixel_size_um:
+        return {}
+    per_cm = 1e4 / (pixel_size_um * factor)
+    return {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
+
+
 def needs_bigtiff(shapes: list[tuple[int, int]], dtype: Any) -> bool:
     """Classic TIFF (readable by ImageJ 1) when all pixel data fit under 4 GiB."""
     size = sum(int(np.prod(s)) for s in shapes) * np.dtype(dtype).itemsize
@@ -242,9 +410,10 @@ def write_ome_tiff(
     path: Path, levels: list[Any], *, pixel_size_um: float | None, description: dict[str, Any] | None = None,
     origin_um: float | None = None, tile: int = TIFF_TILE, name: str | None = None,
 ) -> None:
-    """Tiled (pyramidal when several levels) OME-TIFF streamed from lazy arrays.
+    """OME-TIFF (pyramidal in SubIFDs when several levels) streamed from lazy arrays.
 
-    ``pixel_size_um`` of level 0 goes to ``PhysicalSizeX/Y`` and the resolution tags;
+    In strips up to `STRIP_MAX_PIXELS` at level 0, in ``tile`` x ``tile`` tiles above.
+    ``pixel_size_um`` of level 0 goes to ``PhysicalSizeX/Y`` and the resolution tags (cm);
     ``origin_um`` (the position of pixel (0, 0)'s centre relative to the LR image's) to
     the OME ``Plane`` position; ``description`` to the OME ``Description`` as JSON.
     """
@@ -261,19 +430,17 @@ def write_ome_tiff(
                                  "PositionY": [origin_um], "PositionYUnit": ["µm"]}
     if description:
         metadata["Description"] = json.dumps(description)
-    options: dict[str, Any] = {"tile": (tile, tile), "dtype": dtype, "photometric": "minisblack"}
-    if pixel_size_um:
-        options.update(resolutionunit="CENTIMETER")
+    tiled = "tile" in tiff_layout(shapes[0], dtype)
     with tifffile.TiffWriter(path, bigtiff=needs_bigtiff(shapes, dtype), ome=True) as tw:
         for i, level in enumerate(levels):
-            extra: dict[str, Any] = {}
-            if pixel_size_um:
-                extra["resolution"] = (1e4 / (pixel_size_um * 2**i),) * 2
+            layout = {"tile": (tile, tile)} if tiled else {"rowsperstrip": rows_per_strip(shapes[i][1], dtype)}
+            extra: dict[str, Any] = {**layout, **resolution_options(pixel_size_um, 2**i)}
             if i == 0:
                 extra.update(subifds=len(levels) - 1, metadata=metadata)
             else:
                 extra.update(subfiletype=1)
-            tw.write(_tiles(level, tile), shape=shapes[i], **options, **extra)
+            tw.write(segments(level, layout), shape=shapes[i], dtype=dtype, photometric="minisblack",
+                     **extra)
 
 
 # -- atomic replacement --------------------------------------------------------------

@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dleem.synth import generate, render_truth  # noqa: E402
 from dleem.imaging import degrade  # noqa: E402
+from dleem.synth import generate, render_truth  # noqa: E402
 from dleem.upscale.consistency import consistency_map  # noqa: E402
 
 K, SIGMA, SIDE = 4, 0.8, 96

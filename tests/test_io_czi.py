@@ -86,6 +86,14 @@ def test_read_lazily_equals_the_image(scene, name):
     np.testing.assert_array_equal(whole.data, expect)
 
 
+def test_gray32float_and_a_lazy_databar_crop(tmp_path):
+    a = np.random.default_rng(1).random((60, 70)).astype(np.float32)
+    image = read_image(write_czi(tmp_path / "f.czi", a, px_um=0.2), lazy=True, databar=10)
+    assert image.dtype == np.float32 and image.bits_used is None
+    assert isinstance(image.data, CziArray) and image.shape == (50, 70)
+    np.testing.assert_array_equal(np.asarray(image.data), a[:50])
+
+
 def test_a_window_reads_only_its_region(tmp_path, monkeypatch):
     path = write_czi(tmp_path / "big.czi", np.zeros((1024, 1024), np.uint16), px_um=0.1, tile=256)
     image = read_image(path, lazy=True, databar="keep")

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +127,7 @@ class CziArray:
     def crop_rows(self, rows: int) -> CziArray:
         """The top `rows` rows, still lazy (a databar crop)."""
         x, y, w, _ = self.choice.rect
-        kept = CziPlane(**{**self.choice.__dict__, "rect": (x, y, w, rows)})
-        return CziArray(self.path, kept)
+        return CziArray(self.path, replace(self.choice, rect=(x, y, w, rows)))
 
     # -- reading --------------------------------------------------------------------
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

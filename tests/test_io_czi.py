@@ -247,3 +247,12 @@ def test_register_and_upscale_refuse_an_ambiguous_czi(scene, models, tmp_path, c
         assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "2 scenes" in err[0]
+
+
+def test_a_czi_without_scaling_asks_for_the_ratio(scene, tmp_path, capsys):
+    path = write_czi(tmp_path / "nopx.czi", scene["lr"])
+    image = read_image(path)
+    assert image.pixel_size_um is None and image.pixel_size_source == "none"
+    assert main(["register", str(path), str(scene["hr"]), "-o", str(tmp_path / "ws"), "--no-qc"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ratio" in err[0]

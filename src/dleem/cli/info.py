@@ -25,11 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "use (12-bit data in a 16-bit file is common), the pixel size and where it came from, "
         "the pages, a databar if one is found, and whether the file is opened lazily.",
     )
-    p.add_argument("file", metavar="FILE", help="TIFF, PNG, JPEG or zarr image")
+    p.add_argument("file", metavar="FILE", help="TIFF, PNG, JPEG, zarr or Zeiss CZI image")
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", default=None,
                    help="pixel size in µm (overrides the file's metadata)")
     p.add_argument("--page", type=int, metavar="N", default=None,
-                   help="page of a multi-page TIFF whose pages are separate images")
+                   help="page of a multi-page TIFF whose pages are separate images; "
+                        "the Z/T plane of a CZI that has several")
+    p.add_argument("--scene", type=int, metavar="N", default=None,
+                   help="scene of a CZI that has several (the error lists them)")
+    p.add_argument("--channel", type=int, metavar="N", default=None,
+                   help="channel of a CZI that has several (the error lists them)")
     p.set_defaults(handler=run)
 
 
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from dleem.io import read_image
 
     image = read_image(args.file, pixel_size_um=args.pixel_size, page=args.page,
-                       databar="detect")
+                       databar="detect", scene=args.scene, channel=args.channel)
     rows, cols = image.shape
     lines = [
         f"file:        {image.path}",
@@ -55,10 +60,17 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"pixel size:  {image.pixel_size_um:.6g} µm ({image.pixel_size_source})")
     reason = f": {image.page_reason}" if image.pages > 1 and image.page_reason else ""
     lines.append(f"pages:       {image.pages} (reading page {image.page}{reason})")
+    czi = image.metadata.get("czi")
+    if czi:
+        scene = "the only scene" if czi["scene"] is None else f"scene {czi['scene']} of {czi['scenes']}"
+        lines.append(f"czi:         {scene}, channel {czi['channel']} of "
+                     f"{czi['channels']} ({czi['pixel_type']}), mosaic origin "
+                     f"({czi['origin_px'][0]}, {czi['origin_px'][1]}) px")
     if image.databar_rows:
         lines.append(f"databar:     {image.databar_rows} rows at the bottom ({image.databar_source})")
     else:
         lines.append("databar:     none found")
-    lines.append(f"lazy:        {'yes (memory-map / zarr)' if image.lazy else 'no (in memory)'}")
+    lazy = "yes (CZI regions read on demand)" if czi else "yes (memory-map / zarr)"
+    lines.append(f"lazy:        {lazy if image.lazy else 'no (in memory)'}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -1,4 +1,4 @@
-"""Open SEM images (TIFF, PNG, JPEG, BMP, zarr) as 2-D grey arrays with their pixel size.
+"""Open SEM images (TIFF, PNG, JPEG, BMP, zarr, Zeiss CZI) as 2-D grey arrays with their pixel size.
 
 What `read_image` guarantees, whatever the file:
 
@@ -9,8 +9,9 @@ What `read_image` guarantees, whatever the file:
 - RGB(A) files are reduced to one channel, with a warning: the first channel
   when the channels are equal (grey saved as colour), else Rec. 709 luminance.
 - Files larger than `LAZY_BYTES` (256 MiB) are not read: ``.data`` is then a
-  read-only memory-map (uncompressed TIFF) or a zarr array (compressed TIFF,
-  zarr); index it to read a window.
+  read-only memory-map (uncompressed TIFF), a zarr array (compressed TIFF,
+  zarr) or a `CziArray` (CZI: libCZI composes the mosaic in the window asked
+  for); index it to read a window.
 - ``.pixel_size_um`` comes with ``.pixel_size_source``; the user's value wins.
 """
 
@@ -29,6 +30,7 @@ import tifffile
 
 from dleem.errors import InputError
 from dleem.io import metadata as md
+from dleem.io.czi import CziArray, has_czi_magic, read_czi
 from dleem.io.databar import detect_databar
 from dleem.io.tiff import LAZY_BYTES, check_complete, choose_page, open_page
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "float32", "float64"))
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8", ".tf2"}
 ZARR_SUFFIXES = {".zarr", ".zr"}
+CZI_SUFFIXES = {".czi"}
 Databar = Literal["keep", "detect", "crop"]
 
 
@@ -53,7 +56,8 @@ class SEMImage:
         Physical size of one pixel (µm), square pixels assumed.
     pixel_size_source : str
         Where it came from: ``"fei_metadata"``, ``"sem_metadata"``, ``"tescan"``,
-        ``"jeol"``, ``"ome"``, ``"resolution_tags"``, ``"user"`` or ``"none"``.
+        ``"jeol"``, ``"ome"``, ``"resolution_tags"``, ``"czi_metadata"``, ``"user"`` or
+        ``"none"``.
     bits_used : int or None
         Bits the detector really used (12-bit data in a 16-bit file gives 12);
         None for floating-point data.
@@ -66,13 +70,15 @@ class SEMImage:
     databar_source : str
         ``"fei_metadata"``, ``"detected"``, ``"user"`` or ``"none"``.
     page, pages : int
-        The page read and the number of pages in the file (1 for non-TIFF).
+        The page read and the number of pages in the file (1 for non-TIFF). For a CZI,
+        a page is one combination of its Z, T (and rarer) indices.
     page_reason : str
         Why that page: ``"single page"``, ``"full resolution (...)"``, ``"page N as asked"``.
     lazy : bool
-        True when `data` is a memory-map or zarr/dask array, not in memory.
+        True when `data` is a memory-map, zarr/dask array or `CziArray`, not in memory.
     metadata : dict
-        Vendor metadata as parsed (for reports); may be empty.
+        Vendor metadata as parsed (for reports); may be empty. A CZI's is under
+        ``"czi"``: the scene and channel read, how many there are, the plane, pixel type.
     """
 
     data: Any
@@ -106,28 +112,34 @@ def read_image(
     page: int | None = None,
     databar: Databar | int = "detect",
     lazy: bool | None = None,
+    scene: int | None = None,
+    channel: int | None = None,
 ) -> SEMImage:
     """Read an SEM image as a 2-D grey array with its pixel size.
 
     Parameters
     ----------
     path : path
-        TIFF (any compression imagecodecs decodes), PNG, JPEG, BMP, or a zarr
-        array / OME-Zarr directory.
+        TIFF (any compression imagecodecs decodes), PNG, JPEG, BMP, a zarr
+        array / OME-Zarr directory, or a Zeiss CZI (a mosaic is read stitched).
     pixel_size_um : float, optional
         Pixel size in micrometres; overrides whatever the file says
         (source ``"user"``).
     page : int, optional
         TIFF page to read. Needed only when the pages are separate images of the
-        same size; thumbnails and reduced copies are skipped without it.
+        same size; thumbnails and reduced copies are skipped without it. For a CZI,
+        the Z/T plane, needed only when it has several.
     databar : {"keep", "detect", "crop"} or int
         ``"detect"`` (default) finds the databar (FEI metadata, else
         `detect_databar`) and reports its rows in ``.databar_rows`` but keeps
         the pixels; ``"crop"`` also removes them; ``"keep"`` does not look.
         An int crops that many rows.
     lazy : bool, optional
-        Force (True) or forbid (False) lazy opening of TIFF and zarr; default:
+        Force (True) or forbid (False) lazy opening of TIFF, zarr and CZI; default:
         lazy above `LAZY_BYTES`. PNG, JPEG and BMP are always read whole.
+    scene, channel : int, optional
+        CZI only: the scene and channel to read, needed only when the file has
+        several (the error then lists them).
 
     Returns
     -------
@@ -137,7 +149,8 @@ def read_image(
     ------
     InputError
         Missing, unreadable, truncated or empty file; unsupported dtype;
-        several same-size pages without `page`; a non-positive `pixel_size_um`.
+        several same-size pages without `page`; a CZI with several scenes, channels
+        or planes and no choice, or RGB / complex pixels; a non-positive `pixel_size_um`.
     """
     path = Path(path)
     if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
@@ -148,8 +161,10 @@ def read_image(
         raise InputError(path, f"databar must be 'keep', 'detect', 'crop' or a row count, got {databar!r}")
     if not path.exists():
         raise InputError(path, "file not found")
+    if (scene is not None or channel is not None) and not _is_czi(path):
+        raise InputError(path, "scene and channel apply to CZI files only")
     try:
-        image = _read_any(path, page, lazy)
+        image = _read_any(path, page, lazy, scene, channel)
     except OSError as error:  # permissions, a vanished network share ...
         raise InputError(path, f"cannot be read ({error.strerror or error})") from None
     if page is not None and image.pages == 1 and page != 0:
@@ -170,15 +185,44 @@ def read_image(
 # --- formats --------------------------------------------------------------------------
 
 
-def _read_any(path: Path, page: int | None, lazy: bool | None) -> SEMImage:
+def _read_any(path: Path, page: int | None, lazy: bool | None, scene: int | None,
+              channel: int | None) -> SEMImage:
     suffix = path.suffix.lower()
     if path.is_dir() or suffix in ZARR_SUFFIXES:
         return _read_zarr(path, lazy)
     if path.stat().st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
+    if _is_czi(path):
+        return _read_czi(path, page, lazy, scene, channel)
     if suffix in TIFF_SUFFIXES or _has_tiff_magic(path):
         return _read_tiff(path, page, lazy)
     return _read_other(path)
+
+
+def _is_czi(path: Path) -> bool:
+    if path.suffix.lower() in CZI_SUFFIXES:
+        return True
+    return path.is_file() and has_czi_magic(path)
+
+
+def _read_czi(path: Path, page: int | None, lazy: bool | None, scene: int | None,
+              channel: int | None) -> SEMImage:
+    """One plane of a CZI: a `CziArray` when lazy, else read whole into memory."""
+    if not has_czi_magic(path):
+        raise InputError(path, "not a CZI file (no ZISRAWFILE header)")
+    array, pixel_size, source, meta = read_czi(path, scene=scene, channel=channel, page=page)
+    is_lazy = array.nbytes > LAZY_BYTES if lazy is None else lazy
+    data: Any = array
+    if not is_lazy:
+        data = np.asarray(array)
+        array.close()
+    choice = array.choice
+    what = [f"scene {choice.scene}" if choice.scene is not None else "",
+            f"channel {choice.channel}" if choice.channels > 1 else "",
+            f"page {choice.page}" if choice.pages > 1 else ""]
+    reason = ", ".join(w for w in what if w) + " as asked" if any(what) else "single plane"
+    return SEMImage(data, path, pixel_size, source, page=choice.page, pages=choice.pages,
+                    lazy=is_lazy, format="CZI", metadata=meta, page_reason=reason)
 
 
 def _has_tiff_magic(path: Path) -> bool:
@@ -425,7 +469,9 @@ def _apply_databar(image: SEMImage, databar: Databar | int) -> None:
     if image.databar_rows >= image.shape[0]:
         raise InputError(image.path, f"databar of {image.databar_rows} rows leaves no image")
     keep = image.shape[0] - image.databar_rows
-    if image.lazy and not isinstance(image.data, np.ndarray):
+    if isinstance(image.data, CziArray):
+        image.data = image.data.crop_rows(keep)
+    elif image.lazy and not isinstance(image.data, np.ndarray):
         import dask.array as da
 
         data = image.data if hasattr(image.data, "dask") else da.from_zarr(image.data)

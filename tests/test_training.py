@@ -18,15 +18,8 @@ from dleem.errors import DleemError
 from dleem.models import load_model
 from dleem.training import TrainOptions, load_pairs, sample_batch, train, validation_tiles
 from dleem.training.data import batch_generator
-from dleem.training.losses import (
-    EMA,
-    cosine_lr,
-    discriminator_loss,
-    generator_adv_loss,
-    pixel_loss,
-    psnr,
-    ssim,
-)
+from dleem.training.losses import EMA, discriminator_loss, generator_adv_loss, pixel_loss
+from dleem.training.schedule import cosine_lr
 
 SENTINEL = 250.0  # grey value written only into the test areas
 
@@ -95,8 +88,7 @@ def make_workspace(
 
 
 def tiny_options(**kw) -> TrainOptions:
-    base = dict(steps=20, preset="tiny", batch=4, patch=8, device="cpu", seed=0, progress=False,
-                checkpoint_every=0, val_tile=16, val_tiles=4)
+    base = dict(steps=20, preset="tiny", batch=4, patch=8, device="cpu", seed=0, checkpoint_every=0, val_tile=16, val_tiles=4)
     base.update(kw)
     return TrainOptions(**base)
 
@@ -109,12 +101,12 @@ def test_load_pairs_normalisation_and_no_test_area(tmp_path):
     d = load_pairs(ws)
     man = json.loads((ws / "pairs" / "manifest.json").read_text())
     assert d.scale == 4
-    assert d.normalization["input_dtype"] == "uint8" and d.normalization["dtype_max"] == 255.0
-    assert d.normalization["mean"] == pytest.approx(man["lr_stats"]["mean"] / 255)
-    assert d.normalization["std"] == pytest.approx(man["lr_stats"]["std"] / 255)
+    assert d.normalization.input_dtype == "uint8" and d.normalization.dtype_max == 255.0
+    assert d.normalization.mean == pytest.approx(man["lr_stats"]["mean"] / 255)
+    assert d.normalization.std == pytest.approx(man["lr_stats"]["std"] / 255)
     assert [b.split for b in d.train + d.val] == ["train", "val"]
     n = d.normalization
-    sentinel = (SENTINEL / 255 - n["mean"]) / n["std"]
+    sentinel = float(n.apply(SENTINEL))
     for b in d.train + d.val:  # nothing of the test area is in memory
         assert not torch.isclose(b.hr, torch.tensor(sentinel)).any()
         assert not torch.isclose(b.lr, torch.tensor(sentinel)).any()
@@ -156,10 +148,6 @@ def test_losses_and_metrics():
     b2[..., 8:] = 100.0  # masked pixels do not count
     assert pixel_loss(a, b2, m, "mae") == pytest.approx(0.5)
     assert pixel_loss(a, b2, m, "mse") == pytest.approx(0.25)
-    assert psnr(a, b, 1.0)[0] == pytest.approx(10 * np.log10(1 / 0.25), abs=1e-4)
-    x = torch.rand(1, 1, 32, 32)
-    assert ssim(x, x)[0] == pytest.approx(1.0, abs=1e-5)
-    assert ssim(x, torch.rand(1, 1, 32, 32))[0] < 0.2
     real, fake = torch.tensor([3.0]), torch.tensor([-3.0])
     assert discriminator_loss(real, fake) < 0.01 and generator_adv_loss(real, fake) > 3
     assert cosine_lr(0.0) < 0.01 and cosine_lr(0.02) == pytest.approx(1.0) and cosine_lr(1.0) == pytest.approx(0.01)
@@ -273,7 +261,7 @@ def test_cli_errors(tmp_path, capsys):
                         "--resume", capsys=capsys)
     assert code == 2 and "step_000000004.pt: cannot read checkpoint" in err
     code, err = run_cli(str(ws), "-o", str(m), "--steps", "8", "--preset", "tiny", capsys=capsys)
-    assert code == 2 and "--resume" in err
+    assert code == 2 and "resume" in err and "force" in err and len(err.strip().splitlines()) == 1
     torch.save({"weights": torch.zeros(2)}, m / "checkpoints" / "step_000000004.pt")
     code, err = run_cli(str(ws), "-o", str(m), "--steps", "8", "--preset", "tiny", "--device", "cpu",
                         "--resume", capsys=capsys)

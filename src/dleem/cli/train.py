@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+
+from dleem.models.arch import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="relativistic-average (default) or plain GAN loss")
     p.add_argument("--warmup", type=float, default=0.5,
                    help="fraction of the budget trained pixel-only before the GAN phase (default 0.5)")
-    p.add_argument("--preset", choices=("default", "cpu", "tiny"), default="default",
+    p.add_argument("--preset", choices=PRESETS, default="default",
                    help="generator size (default: default)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--batch", type=int, default=None, help="crops per step and process (preset default)")
     p.add_argument("--patch", type=int, default=None, help="LR crop side in px (preset default)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, default 1e-3)")
+    p.add_argument("--lr-d", type=float, default=2e-4,
+                   help="peak learning rate of the discriminator (default 2e-4)")
     p.add_argument("--schedule", choices=("cosine", "step"), default="cosine",
                    help="learning-rate schedule over the budget (default cosine)")
     p.add_argument("--scale", type=int, default=None,
@@ -58,20 +63,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dleem.progress import ProgressDisplay
     from dleem.training import TrainOptions, train
 
     options = TrainOptions(
         steps=args.steps, minutes=args.minutes, preset=args.preset, batch=args.batch,
         patch=args.patch, loss=args.loss, adv_loss=args.adv_loss, adv_weight=args.adv_weight,
-        warmup=args.warmup, lr=args.lr, schedule=args.schedule, seed=args.seed, device=args.device,
+        warmup=args.warmup, lr=args.lr, lr_d=args.lr_d, schedule=args.schedule, seed=args.seed, device=args.device,
         precision=args.precision, channels_last=args.channels_last, rot90=args.rot90,
         scale=args.scale, checkpoint_every=args.checkpoint_every, resume=args.resume,
         force=args.force,
     )
-    result = train(args.workspace, args.model_dir, options)
-    import os
-
-    if int(os.environ.get("RANK", "0")) == 0:
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    with ProgressDisplay(quiet=not main_rank) as display:
+        result = train(args.workspace, args.model_dir, options, progress=display)
+    if main_rank:
         msg = f"model written to {result.model_dir} ({result.steps} steps, {result.elapsed_s:.0f} s"
         if result.val_psnr_db is not None and result.val_psnr_bicubic_db is not None:
             msg += (f"; validation PSNR {result.val_psnr_db:.2f} dB vs bicubic "

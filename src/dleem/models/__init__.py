@@ -1,28 +1,19 @@
-"""Networks and the model folder: a generator, a discriminator, and `config.json` + safetensors."""
+"""Networks and the model folder: the architecture table, a generator, a discriminator,
+and ``config.json`` + safetensors.
 
-from dleem.models.config import PRESETS, ModelConfig, dtype_max_of
-from dleem.models.discriminator import PatchDiscriminator
-from dleem.models.folder import LoadedModel, load_model, read_config, save_model
-from dleem.models.generator import (
-    ARCHITECTURES,
-    DleemGenerator,
-    build_generator,
-    measure_receptive_field,
-    receptive_field_of,
+Names are attached lazily (scikit-image's pattern): ``import dleem.models`` loads no torch;
+`ARCHITECTURES`, `PRESETS` and `ModelConfig` stay torch-free.
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submod_attrs={
+        "arch": ["ARCHITECTURES", "PRESETS", "ArchSpec", "receptive_field_of"],
+        "config": ["ModelConfig"],
+        "discriminator": ["PatchDiscriminator"],
+        "folder": ["LoadedModel", "load_model", "read_config", "save_model"],
+        "generator": ["DleemGenerator", "build_generator", "measure_receptive_field"],
+    },
 )
-
-__all__ = [
-    "ARCHITECTURES",
-    "PRESETS",
-    "DleemGenerator",
-    "LoadedModel",
-    "ModelConfig",
-    "PatchDiscriminator",
-    "build_generator",
-    "dtype_max_of",
-    "load_model",
-    "measure_receptive_field",
-    "read_config",
-    "receptive_field_of",
-    "save_model",
-]

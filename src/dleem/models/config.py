@@ -7,7 +7,7 @@ default, as in CSBDeep's `Config`) and every value is validated on construction.
 
 Normalisation (never per tile)
 ------------------------------
-``x = (raw / dtype_max - mean) / std`` where ``dtype_max`` is the maximum of the LR
+`dleem.imaging.Normalization`: ``x = (raw / dtype_max - mean) / std`` where ``dtype_max`` is the maximum of the LR
 integer dtype (1.0 for float images) and ``mean``/``std`` are the mean and standard
 deviation of the **whole** LR image in those dtype-range units (``raw / dtype_max``).
 Inference applies exactly the same affine map to any image, so training and
@@ -22,32 +22,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from dleem.errors import DleemError, reject_unknown_keys
+from dleem.imaging import Normalization, check_dtype, check_scale, dtype_max
+from dleem.models.arch import preset_arch, receptive_field_of
 
-#: Architecture presets: (width, depth). "default" trains a good model on one GPU in
-#: minutes and upscales 4096^2 LR on a laptop CPU in minutes; "cpu" trains within the
-#: demo's CPU budget; "tiny" is for tests.
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"name": "dleem", "width": 48, "depth": 8},
-    "cpu": {"name": "dleem", "width": 32, "depth": 4},
-    "tiny": {"name": "dleem", "width": 8, "depth": 1},
-}
-
-#: LR dtypes a model can be trained for (name -> dtype_max).
-SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "float32", "float64")
-
-_NORMALIZATION_KEYS = {"input_dtype", "dtype_max", "mean", "std"}
-
-
-def dtype_max_of(dtype: str | np.dtype) -> float:
-    """The value that maps to 1.0: the integer dtype's maximum, 1.0 for float images."""
-    dt = np.dtype(dtype)
-    if np.issubdtype(dt, np.integer):
-        return float(np.iinfo(dt).max)
-    return 1.0
-
+__all__ = ["ModelConfig"]
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -57,6 +36,15 @@ def _version() -> str:
     from dleem import __version__
 
     return __version__
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of plain JSON data (dicts and lists copied, scalars shared)."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_copy(v) for v in value]
+    return value
 
 
 def _finite_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -77,12 +65,13 @@ class ModelConfig:
     scale : int
         Integer upscaling factor k (2..8): the SR image is exactly k times the LR shape.
     arch : dict
-        Generator architecture: ``name`` (see `dleem.models.generator.ARCHITECTURES`)
+        Generator architecture: ``name`` (see `dleem.models.arch.ARCHITECTURES`)
         plus that architecture's parameters (``width``, ``depth`` for ``"dleem"``).
     receptive_field_lr_px : int
         Receptive-field radius of the generator in LR pixels; tiles overlap by this.
-    normalization : dict
-        ``input_dtype``, ``dtype_max``, ``mean``, ``std`` (see module docstring).
+    normalization : Normalization
+        The map between LR grey levels and network units (a dict with ``input_dtype``,
+        ``dtype_max``, ``mean``, ``std`` is accepted and converted).
     lr_pixel_size_um, hr_pixel_size_um : float or None
         Pixel sizes (micrometres) of the LR training image and of the HR acquisitions.
         The SR output pixel size is ``lr_pixel_size_um / scale``.
@@ -100,7 +89,7 @@ class ModelConfig:
     scale: int
     arch: dict[str, Any]
     receptive_field_lr_px: int
-    normalization: dict[str, Any]
+    normalization: Normalization
     lr_pixel_size_um: float | None = None
     hr_pixel_size_um: float | None = None
     lr_blur_sigma_px: float | None = None
@@ -111,13 +100,22 @@ class ModelConfig:
     created: str = field(default_factory=_now)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.normalization, Normalization):
+            try:
+                self.normalization = Normalization.from_dict(self.normalization, "model config")
+            except DleemError as error:
+                message = str(error)
+                raise DleemError(message if message.startswith("model config") else f"model config: {message}") \
+                    from None
         self.validate()
 
     # -- validation --------------------------------------------------------------
     def validate(self) -> None:
         """Raise `DleemError` naming the first invalid value."""
-        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or not 2 <= self.scale <= 8:
-            raise DleemError(f"model config: scale must be an integer 2..8, got {self.scale!r}")
+        try:
+            check_scale(self.scale)
+        except DleemError as error:
+            raise DleemError(f"model config: {error}") from None
         if not isinstance(self.arch, dict) or not isinstance(self.arch.get("name"), str):
             raise DleemError("model config: arch must be an object with a string 'name'")
         for key in ("width", "depth"):
@@ -128,22 +126,8 @@ class ModelConfig:
         rf = self.receptive_field_lr_px
         if not isinstance(rf, int) or isinstance(rf, bool) or rf < 0:
             raise DleemError(f"model config: receptive_field_lr_px must be an integer >= 0, got {rf!r}")
-        norm = self.normalization
-        if not isinstance(norm, dict):
-            raise DleemError("model config: normalization must be an object")
-        reject_unknown_keys(norm, _NORMALIZATION_KEYS, "model config", prefix="normalization.")
-        missing = _NORMALIZATION_KEYS - set(norm)
-        if missing:
-            raise DleemError(f"model config: missing key 'normalization.{sorted(missing)[0]}'")
-        if norm["input_dtype"] not in SUPPORTED_DTYPES:
-            raise DleemError(
-                f"model config: normalization.input_dtype must be one of {', '.join(SUPPORTED_DTYPES)},"
-                f" got {norm['input_dtype']!r}"
-            )
-        _finite_positive("normalization.dtype_max", norm["dtype_max"])
-        _finite_positive("normalization.std", norm["std"])
-        if not isinstance(norm["mean"], (int, float)) or not math.isfinite(norm["mean"]):
-            raise DleemError(f"model config: normalization.mean must be a finite number, got {norm['mean']!r}")
+        if not isinstance(self.normalization, Normalization):
+            raise DleemError("model config: normalization must be a Normalization")
         for name in ("lr_pixel_size_um", "hr_pixel_size_um"):
             _finite_positive(name, getattr(self, name), allow_none=True)
         if self.lr_blur_sigma_px is not None:
@@ -159,7 +143,9 @@ class ModelConfig:
     # -- (de)serialisation -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (round-trips through `from_dict`)."""
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["normalization"] = self.normalization.to_dict()
+        return json_copy(out)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -190,13 +176,9 @@ class ModelConfig:
 
         ``mean`` and ``std`` are in dtype-range units (``raw / dtype_max``).
         """
-        from dleem.models.generator import receptive_field_of
-
-        if preset not in PRESETS:
-            raise DleemError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-        arch = dict(PRESETS[preset])
-        norm = {"input_dtype": str(np.dtype(input_dtype)), "dtype_max": dtype_max_of(input_dtype),
-                "mean": float(mean), "std": float(std)}
+        arch = preset_arch(preset)
+        dt = check_dtype(input_dtype, "input_dtype")
+        norm = Normalization(dt.name, dtype_max(dt), float(mean), float(std))
         return cls(scale=scale, arch=arch, receptive_field_lr_px=receptive_field_of(arch),
                    normalization=norm, **kwargs)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dleem.errors import DleemError, InputError
-from dleem.io.atomic import atomic_write
+from dleem.io.atomic import atomic_write, write_json
 from dleem.models.config import ModelConfig
 from dleem.models.generator import build_generator
 
@@ -69,8 +69,7 @@ def save_model(
     _save_weights(model_dir / WEIGHTS_FILE, generator)
     if raw_generator is not None:
         _save_weights(model_dir / RAW_WEIGHTS_FILE, raw_generator)
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    atomic_write(model_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_json(model_dir / CONFIG_FILE, config.to_dict())
     return model_dir
 
 
@@ -119,6 +118,9 @@ def load_weights(module: nn.Module, path: str | PathLike[str]) -> nn.Module:
                 f"weights do not match the architecture in config.json ({key}: shape "
                 f"{tuple(tensor.shape)} in file, {tuple(expected[key].shape)} expected)",
             )
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(path, f"weights are not all finite ({key} holds NaN or inf)")
     target.load_state_dict(tensors, strict=True)
     return module
 
@@ -148,26 +150,12 @@ class LoadedModel:
 
     def normalize(self, raw: Any) -> np.ndarray:
         """Raw LR grey values (any dtype) -> float32 normalised network input."""
-        n = self.config.normalization
-        x = np.asarray(raw, dtype=np.float32)
-        scale = np.float32(1.0 / (n["dtype_max"] * n["std"]))
-        shift = np.float32(n["mean"] / n["std"])
-        return x * scale - shift
+        return self.config.normalization.apply(raw)
 
     def denormalize(self, x: Any, dtype: Any = None) -> np.ndarray:
         """Normalised network output -> raw grey values in ``dtype`` (default: the
         training LR dtype); integer dtypes are rounded and clipped to their range."""
-        if isinstance(x, torch.Tensor):
-            x = x.detach().float().cpu().numpy()
-        n = self.config.normalization
-        dt = np.dtype(dtype if dtype is not None else n["input_dtype"])
-        raw = (np.asarray(x, dtype=np.float32) * np.float32(n["std"]) + np.float32(n["mean"])) * np.float32(
-            n["dtype_max"]
-        )
-        if np.issubdtype(dt, np.integer):
-            info = np.iinfo(dt)
-            return np.clip(np.rint(raw), info.min, info.max).astype(dt)
-        return raw.astype(dt)
+        return self.config.normalization.invert(x, dtype)
 
 
 def load_model(model_dir: str | PathLike[str], device: str | torch.device = "cpu", *, raw: bool = False) -> LoadedModel:

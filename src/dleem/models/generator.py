@@ -21,7 +21,6 @@ CVPRW.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,8 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dleem.errors import DleemError
+from dleem.imaging import check_scale
+from dleem.models.arch import dleem_receptive_field, preset_arch, receptive_field_of, split_arch
 
-BICUBIC_RADIUS_LR_PX = 2
+__all__ = ["DleemGenerator", "ResidualBlock", "build_dleem", "build_generator", "measure_receptive_field",
+           "receptive_field_of"]
 
 
 class ResidualBlock(nn.Module):
@@ -65,9 +67,7 @@ class DleemGenerator(nn.Module):
 
     def __init__(self, scale: int, width: int = 48, depth: int = 8, res_scale: float = 1.0) -> None:
         super().__init__()
-        if not 2 <= int(scale) <= 8:
-            raise DleemError(f"generator scale must be 2..8, got {scale}")
-        self.scale = int(scale)
+        self.scale = check_scale(scale)
         self.width = int(width)
         self.depth = int(depth)
         self.head = nn.Conv2d(1, width, 3, padding=1)
@@ -82,7 +82,7 @@ class DleemGenerator(nn.Module):
     @property
     def receptive_field_lr_px(self) -> int:
         """Receptive-field radius in LR pixels: one per 3x3 convolution."""
-        return max(2 * self.depth + 3, BICUBIC_RADIUS_LR_PX)
+        return dleem_receptive_field(self.width, self.depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
@@ -91,27 +91,9 @@ class DleemGenerator(nn.Module):
         return base + self.shuffle(self.upsample(feat))
 
 
-def _build_dleem(scale: int, width: int = 48, depth: int = 8, res_scale: float = 1.0) -> nn.Module:
+def build_dleem(scale: int, width: int = 48, depth: int = 8, res_scale: float = 1.0) -> nn.Module:
+    """The builder `dleem.models.arch.DLEEM` names."""
     return DleemGenerator(scale, width=width, depth=depth, res_scale=res_scale)
-
-
-def _rf_dleem(width: int = 48, depth: int = 8, res_scale: float = 1.0) -> int:
-    return max(2 * int(depth) + 3, BICUBIC_RADIUS_LR_PX)
-
-
-#: Architecture name -> (builder(scale, **params), receptive field(**params)).
-#: An explicit table (no import-time registry); add other generators here.
-ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], Callable[..., int]]] = {
-    "dleem": (_build_dleem, _rf_dleem),
-}
-
-
-def _split_arch(arch: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    params = {k: v for k, v in arch.items() if k != "name"}
-    name = arch.get("name")
-    if name not in ARCHITECTURES:
-        raise DleemError(f"unknown generator architecture {name!r} (known: {', '.join(ARCHITECTURES)})")
-    return name, params
 
 
 def build_generator(arch: dict[str, Any] | None = None, scale: int = 4, *, preset: str | None = None) -> nn.Module:
@@ -120,28 +102,11 @@ def build_generator(arch: dict[str, Any] | None = None, scale: int = 4, *, prese
     >>> g = build_generator(preset="tiny", scale=4)
     """
     if preset is not None:
-        from dleem.models.config import PRESETS
-
-        if preset not in PRESETS:
-            raise DleemError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-        arch = dict(PRESETS[preset])
+        arch = preset_arch(preset)
     if arch is None:
         raise DleemError("build_generator needs arch or preset")
-    name, params = _split_arch(arch)
-    builder = ARCHITECTURES[name][0]
-    try:
-        return builder(scale, **params)
-    except TypeError as error:
-        raise DleemError(f"generator architecture {name!r}: bad parameters {params}: {error}") from None
-
-
-def receptive_field_of(arch: dict[str, Any]) -> int:
-    """Receptive-field radius in LR pixels of the architecture described by ``arch``."""
-    name, params = _split_arch(arch)
-    try:
-        return int(ARCHITECTURES[name][1](**params))
-    except TypeError as error:
-        raise DleemError(f"generator architecture {name!r}: bad parameters {params}: {error}") from None
+    spec, params = split_arch(arch)
+    return spec.build(scale, **params)
 
 
 @torch.no_grad()
@@ -150,7 +115,7 @@ def measure_receptive_field(generator: nn.Module, scale: int, *, size: int = 0, 
 
     Perturbs the centre pixel of a random input and returns the largest LR distance
     (Chebyshev) at which the output changed. Works for generators whose architecture is
-    not in `ARCHITECTURES` (used by the trainer for user-supplied modules).
+    not in `dleem.models.arch.ARCHITECTURES` (used by the trainer for user-supplied modules).
     """
     was_training = generator.training
     generator.eval()

@@ -1,7 +1,16 @@
-"""Training: aligned crops from the pairs, losses, and the trainer (`dleem train`)."""
+"""Training: aligned crops from the pairs, losses, the schedule, the trainer and `train`.
 
-from dleem.training.data import PairData, load_pairs, sample_batch, validation_tiles
-from dleem.training.trainer import TrainOptions, TrainResult, train
+Names are attached lazily (scikit-image's pattern): ``import dleem.training`` loads no torch.
+"""
 
-__all__ = ["PairData", "TrainOptions", "TrainResult", "load_pairs", "sample_batch", "train",
-           "validation_tiles"]
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submod_attrs={
+        "data": ["PairData", "load_pairs", "sample_batch"],
+        "options": ["TrainOptions"],
+        "pipeline": ["TrainResult", "train"],
+        "validation": ["ValidationSet", "validation_tiles"],
+    },
+)

@@ -36,24 +36,6 @@ def write_log(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """Read a log written by `write_log` (numbers as floats, blanks as None)."""
-    rows = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for rec in csv.DictReader(fh):
-            row: dict[str, Any] = {}
-            for k, v in rec.items():
-                if v in ("", None):
-                    row[k] = None
-                else:
-                    try:
-                        row[k] = float(v)
-                    except ValueError:
-                        row[k] = v
-            rows.append(row)
-    return rows
-
-
 def plot_curves(path: Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
     """Training loss and validation PSNR / SSIM (with the bicubic baseline) against step."""
     import matplotlib

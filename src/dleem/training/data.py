@@ -1,9 +1,10 @@
 """Training data: aligned random crops from the pairs folder (`WORKSPACE/pairs/`).
 
 What this module guarantees (why it matters):
-- Normalisation comes from the dtype range and the statistics of the **whole** LR image
-  stored in the manifest (``lr_stats``), never from a tile; the same numbers go into the
-  model's config.json, so inference normalises any image identically.
+- Normalisation is the one `dleem.imaging.Normalization`, from the dtype and the
+  statistics of the **whole** LR image stored in the manifest (``lr_stats``), never from a
+  tile; the same object goes into the model's config.json, so inference normalises any
+  image identically.
 - Only the train and validation boxes of the manifest are ever cut out of the pair
   files; the test boxes are not kept in memory, so no crop, flip or receptive field can
   reach them.
@@ -17,8 +18,8 @@ What this module guarantees (why it matters):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -28,23 +29,13 @@ import numpy as np
 import torch
 
 from dleem.errors import DleemError, InputError
-from dleem.models.config import dtype_max_of
+from dleem.imaging import BICUBIC_HALO_LR_PX, Normalization, dtype_range
+from dleem.workspace import PairsManifest, Workspace
 
 Box = tuple[int, int, int, int]
 
 #: Redraws before accepting a crop that contains invalid target pixels (masked in the loss).
 MASK_RETRIES = 8
-
-
-def find_manifest(workspace: str | PathLike[str]) -> Path:
-    """``WORKSPACE/pairs/manifest.json`` (also accepts the pairs folder or the file itself)."""
-    path = Path(workspace)
-    if not path.exists():
-        raise InputError(path, "workspace not found")
-    for candidate in (path / "pairs" / "manifest.json", path / "manifest.json", path):
-        if candidate.is_file() and candidate.name == "manifest.json":
-            return candidate
-    raise InputError(path, "no training pairs (pairs/manifest.json); run `dleem register` first")
 
 
 def _read_tif(path: Path) -> np.ndarray:
@@ -72,7 +63,13 @@ def _sha256(path: Path) -> str:
 
 @dataclass
 class BoxData:
-    """One train or validation box: normalised LR, HR target and mask (as tensors)."""
+    """One train or validation box: normalised LR, HR target and mask (as tensors).
+
+    Validation boxes also keep their grey levels for scoring: ``lr_raw`` is the LR crop
+    of the box with up to `dleem.imaging.BICUBIC_HALO_LR_PX` px of context on each side
+    where the region's LR crop has it (``context`` = rows, columns of context before the
+    box), and ``hr_raw`` the HR target (float32 grey levels, 0 where invalid).
+    """
 
     region: str
     split: str
@@ -82,6 +79,9 @@ class BoxData:
     mask: torch.Tensor  # (k*h, k*w) bool
     mask_np: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0), bool))
     all_valid: bool = True  # every target pixel valid: no crop needs checking
+    lr_raw: np.ndarray | None = field(repr=False, default=None)
+    context: tuple[int, int] = (0, 0)
+    hr_raw: np.ndarray | None = field(repr=False, default=None)
 
 
 @dataclass
@@ -89,9 +89,11 @@ class PairData:
     """The train / validation areas of a pairs folder, normalised, plus what the model config needs."""
 
     manifest_path: Path
+    manifest: PairsManifest
     scale: int
-    normalization: dict[str, Any]
-    data_range: float  # LR image grey range in dtype-range units (PSNR/SSIM peak)
+    lr_dtype: str
+    normalization: Normalization
+    data_range: float  # grey-level range for PSNR/SSIM: the LR dtype's (lr_stats max - min for float)
     train: list[BoxData]
     val: list[BoxData]
     lr_pixel_size_um: float | None
@@ -106,130 +108,132 @@ class PairData:
         return self
 
 
-def _clip_box(box: Any, shape: tuple[int, int], where: str) -> Box:
-    try:
-        r0, c0, r1, c1 = (int(v) for v in box)
-    except (TypeError, ValueError):
-        raise DleemError(f"{where}: bad box {box!r}") from None
-    r0, c0 = max(r0, 0), max(c0, 0)
-    r1, c1 = min(r1, shape[0]), min(c1, shape[1])
-    return r0, c0, r1, c1
+def _clip_box(box: Box, shape: tuple[int, int]) -> Box:
+    r0, c0, r1, c1 = box
+    return max(r0, 0), max(c0, 0), min(r1, shape[0]), min(c1, shape[1])
+
+
+def _workspace(workspace: str | PathLike[str] | Workspace) -> Workspace:
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if not ws.path.is_dir():
+        raise InputError(ws.path, "workspace not found")
+    if not ws.has_pairs():
+        raise InputError(ws.path, "no training pairs (pairs/manifest.json); run `dleem register` first")
+    return ws
 
 
 def load_pairs(
-    workspace: str | PathLike[str],
+    workspace: str | PathLike[str] | Workspace,
     *,
     expected_scale: int | None = None,
     min_box_lr_px: int = 1,
     checksums: bool = True,
+    regions: Collection[str] | None = None,
 ) -> PairData:
     """Read the train and validation areas of ``WORKSPACE/pairs`` (test areas are skipped).
 
     Parameters
     ----------
-    workspace : path
-        The workspace, its ``pairs`` folder or the ``manifest.json``.
+    workspace : path or Workspace
+        The workspace folder (its ``pairs/manifest.json`` lists the pairs).
     expected_scale : int, optional
         Refuse pairs cut at another scale (`DleemError`).
     min_box_lr_px : int
         Boxes narrower than this (LR px) in either axis are dropped (a crop cannot fit).
     checksums : bool
         Record SHA-256 of the manifest and pair files (for the model's provenance).
+    regions : collection of str, optional
+        Read only these region ids (cross-validation leaves one out); default all.
     """
-    mpath = find_manifest(workspace)
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(mpath, f"cannot read JSON: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("version") != 1:
-        raise InputError(mpath, f"unsupported pairs manifest version {manifest.get('version')!r}")
-    try:
-        scale = int(manifest["scale"])
-        dtype = np.dtype(manifest["lr_dtype"]).name
-        stats = manifest["lr_stats"]
-        regions = manifest["regions"]
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(mpath, f"pairs manifest lacks a valid field: {error}") from None
+    ws = _workspace(workspace)
+    mpath = ws.pairs_manifest_json
+    manifest = ws.read_pairs()
+    scale = manifest.scale
     if expected_scale is not None and int(expected_scale) != scale:
         raise DleemError(
             f"{mpath}: scale mismatch: the pairs were cut at scale {scale}, not {expected_scale}"
             f" (re-run `dleem register --scale {expected_scale}` or train at scale {scale})"
         )
-    if not 2 <= scale <= 8:
-        raise InputError(mpath, f"scale {scale} is outside the 2..8 a model supports")
-    if not regions:
+    chosen = list(manifest.regions)
+    if regions is not None:
+        wanted = {str(r) for r in regions}
+        unknown = sorted(wanted - {r.id for r in chosen})
+        if unknown:
+            raise InputError(mpath, f"no region {unknown[0]!r} in the pairs manifest "
+                                    f"(regions: {', '.join(r.id for r in chosen)})")
+        chosen = [r for r in chosen if r.id in wanted]
+    if not chosen:
         raise InputError(mpath, "no regions in the pairs manifest")
-    dmax = dtype_max_of(dtype)
-    mean, std = float(stats["mean"]) / dmax, float(stats["std"]) / dmax
-    if not (math.isfinite(std) and std > 0):
+    stats = manifest.lr_stats
+    dtype = np.dtype(manifest.lr_dtype).name
+    if not (math.isfinite(stats.std) and stats.std > 0):
         raise InputError(mpath, "the LR image is constant (std 0): nothing to learn")
-    normalization = {"input_dtype": dtype, "dtype_max": dmax, "mean": mean, "std": std}
-    lo, hi = stats.get("min"), stats.get("max")
-    data_range = (float(hi) - float(lo)) / dmax if lo is not None and hi is not None else 1.0
-    if not data_range > 0:
-        data_range = 1.0
-
-    def norm(a: np.ndarray) -> np.ndarray:
-        return ((a.astype(np.float32) / np.float32(dmax)) - np.float32(mean)) / np.float32(std)
+    normalization = Normalization.from_stats(dtype, stats.mean, stats.std)
+    data_range = dtype_range(dtype)
+    if data_range is None:  # float LR: the whole image's grey range
+        data_range = float(stats.max) - float(stats.min)
+        if not (math.isfinite(data_range) and data_range > 0):
+            data_range = 1.0
 
     train: list[BoxData] = []
     val: list[BoxData] = []
     sums: dict[str, Any] = {"manifest_sha256": _sha256(mpath) if checksums else None,
-                            "lr_sha256": manifest.get("lr_sha256"), "regions": []}
+                            "lr_sha256": manifest.lr_sha256, "regions": []}
     hr_sizes = []
-    root = mpath.parent
-    for reg in regions:
-        rid = str(reg.get("id", "?"))
-        where = f"{mpath} region {rid}"
-        try:
-            names = {k: root / reg[k] for k in ("lr", "hr", "mask")}
-            splits = reg["splits"]
-        except (KeyError, TypeError) as error:
-            raise InputError(mpath, f"region {rid} lacks {error}") from None
+    halo = BICUBIC_HALO_LR_PX
+    k = scale
+    for reg in chosen:
+        names = {"lr": ws.pair_file(reg.lr), "hr": ws.pair_file(reg.hr), "mask": ws.pair_file(reg.mask)}
         lr = _read_tif(names["lr"])
         hr = _read_tif(names["hr"])
         mask = _read_tif(names["mask"])
-        if hr.shape != (scale * lr.shape[0], scale * lr.shape[1]):
+        if hr.shape != (k * lr.shape[0], k * lr.shape[1]):
             raise InputError(
                 names["hr"],
-                f"scale mismatch: shape {hr.shape} is not scale {scale} x the LR crop {lr.shape}",
+                f"scale mismatch: shape {hr.shape} is not scale {k} x the LR crop {lr.shape}",
             )
         if mask.shape != hr.shape:
             raise InputError(names["mask"], f"shape {mask.shape} differs from the HR target {hr.shape}")
         valid = (mask > 0) & np.isfinite(hr)
-        hr = np.where(valid, hr, 0)
-        if reg.get("hr_pixel_size_um"):
-            hr_sizes.append(float(reg["hr_pixel_size_um"]))
+        hr = np.where(valid, hr, 0).astype(np.float32)
+        if reg.hr_pixel_size_um:
+            hr_sizes.append(float(reg.hr_pixel_size_um))
         if checksums:
-            sums["regions"].append({"id": rid, "hr_sha256": reg.get("hr_sha256"),
-                                    **{f"{k}_sha256": _sha256(p) for k, p in names.items()}})
+            sums["regions"].append({"id": reg.id, "hr_sha256": reg.hr_sha256,
+                                    **{f"{key}_sha256": _sha256(p) for key, p in names.items()}})
         for split, out in (("train", train), ("val", val)):  # "test" is never read
-            for raw_box in splits.get(split, []) or []:
-                r0, c0, r1, c1 = _clip_box(raw_box, lr.shape, where)
+            for raw_box in reg.splits.of(split):
+                r0, c0, r1, c1 = _clip_box(raw_box, lr.shape)
                 if r1 - r0 < min_box_lr_px or c1 - c0 < min_box_lr_px:
                     continue
-                k = scale
                 m = valid[k * r0:k * r1, k * c0:k * c1]
                 if not m.any():
                     continue
-                out.append(BoxData(
-                    region=rid, split=split, box=(r0, c0, r1, c1),
-                    lr=torch.from_numpy(np.ascontiguousarray(norm(lr[r0:r1, c0:c1]))),
-                    hr=torch.from_numpy(np.ascontiguousarray(norm(hr[k * r0:k * r1, k * c0:k * c1]))),
+                hr_box = hr[k * r0:k * r1, k * c0:k * c1]
+                box = BoxData(
+                    region=reg.id, split=split, box=(r0, c0, r1, c1),
+                    lr=torch.from_numpy(np.ascontiguousarray(normalization.apply(lr[r0:r1, c0:c1]))),
+                    hr=torch.from_numpy(np.ascontiguousarray(normalization.apply(hr_box))),
                     mask=torch.from_numpy(np.ascontiguousarray(m)),
                     mask_np=m, all_valid=bool(m.all()),
-                ))
+                )
+                if split == "val":
+                    w0, v0 = max(r0 - halo, 0), max(c0 - halo, 0)
+                    box.lr_raw = np.ascontiguousarray(lr[w0:min(r1 + halo, lr.shape[0]),
+                                                         v0:min(c1 + halo, lr.shape[1])])
+                    box.context = (r0 - w0, c0 - v0)
+                    box.hr_raw = np.ascontiguousarray(hr_box)
+                out.append(box)
     if not train:
         raise InputError(
             mpath, f"no train area of at least {min_box_lr_px} x {min_box_lr_px} LR px with valid"
-            " targets (use a smaller --patch, or register larger HR regions)")
-    lr_blur = manifest.get("lr_blur_sigma_px")
+            " targets (use a smaller patch, or register larger HR regions)")
     return PairData(
-        manifest_path=mpath, scale=scale, normalization=normalization, data_range=data_range,
-        train=train, val=val,
-        lr_pixel_size_um=manifest.get("lr_pixel_size_um"),
+        manifest_path=mpath, manifest=manifest, scale=scale, lr_dtype=dtype,
+        normalization=normalization, data_range=float(data_range), train=train, val=val,
+        lr_pixel_size_um=manifest.lr_pixel_size_um,
         hr_pixel_size_um=float(np.median(hr_sizes)) if hr_sizes else None,
-        lr_blur_sigma_px=None if lr_blur is None else float(lr_blur),
+        lr_blur_sigma_px=manifest.lr_blur_sigma_px,
         checksums=sums,
     )
 
@@ -257,7 +261,7 @@ def sample_batch(
     k = data.scale
     boxes = [b for b in data.train if min(b.lr.shape) >= patch]
     if not boxes:
-        raise DleemError(f"no train area fits a {patch} x {patch} LR patch; use a smaller --patch")
+        raise DleemError(f"no train area fits a {patch} x {patch} LR patch; use a smaller patch")
     weights = np.array([(b.lr.shape[0] - patch + 1) * (b.lr.shape[1] - patch + 1) for b in boxes], float)
     weights /= weights.sum()
     lrs, hrs, masks = [], [], []
@@ -289,37 +293,3 @@ def sample_batch(
             if rot90 and ops[i, 2]:
                 lr[i], hr[i], mask[i] = (t.rot90(1, (-2, -1)) for t in (lr[i], hr[i], mask[i]))
     return lr, hr, mask
-
-
-def validation_tiles(
-    data: PairData, tile: int, max_tiles: int = 32
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """A fixed set of non-overlapping validation tiles (LR tile x tile px) from the val boxes.
-
-    Tiles smaller than ``tile`` are not used; with no validation box large enough the
-    largest square that fits every box is used instead; None when there is no val area.
-    """
-    boxes = [b for b in data.val if b.mask.any()]
-    if not boxes:
-        return None
-    tile = min(tile, min(min(b.lr.shape) for b in boxes))
-    if tile < 4:
-        return None
-    k = data.scale
-    lrs, hrs, masks = [], [], []
-    for b in boxes:
-        h, w = b.lr.shape
-        for r in range(0, h - tile + 1, tile):
-            for c in range(0, w - tile + 1, tile):
-                m = b.mask[k * r:k * (r + tile), k * c:k * (c + tile)]
-                if m.float().mean() < 0.5:
-                    continue
-                lrs.append(b.lr[r:r + tile, c:c + tile])
-                hrs.append(b.hr[k * r:k * (r + tile), k * c:k * (c + tile)])
-                masks.append(m)
-    if not lrs:
-        return None
-    if len(lrs) > max_tiles:  # spread evenly over the list, deterministic
-        idx = np.linspace(0, len(lrs) - 1, max_tiles).round().astype(int)
-        lrs, hrs, masks = [lrs[i] for i in idx], [hrs[i] for i in idx], [masks[i] for i in idx]
-    return torch.stack(lrs)[:, None], torch.stack(hrs)[:, None], torch.stack(masks)[:, None]

@@ -32,12 +32,12 @@ def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
         return torch.device("mps") if mps_ok else torch.device("cpu")
     if choice.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DleemError("--device cuda: no CUDA GPU is available to this PyTorch")
+            raise DleemError("device cuda: no CUDA GPU is available to this PyTorch")
         if choice == "cuda":
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return torch.device(choice)
     if choice == "mps" and not mps_ok:
-        raise DleemError("--device mps: Apple MPS is not available")
+        raise DleemError("device mps: Apple MPS is not available")
     return torch.device(choice)
 
 
@@ -85,19 +85,10 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def any_flag(flag: bool, info: DistInfo) -> bool:
-    """True on every rank when it is true on any rank (stop decisions stay in step)."""
+def broadcast_values(values: list[float], info: DistInfo) -> list[float]:
+    """Rank 0's values on every rank (the wall-clock budget and a cancel, decided once)."""
     if not info.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def broadcast_float(value: float, info: DistInfo) -> float:
-    """Rank 0's value on every rank (wall-clock budgets decided once)."""
-    if not info.distributed:
-        return value
-    t = torch.tensor([float(value)], dtype=torch.float64, device=info.device)
+        return list(values)
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=info.device)
     dist.broadcast(t, src=0)
-    return float(t.item())
+    return [float(v) for v in t.tolist()]

@@ -1,11 +1,9 @@
-"""Losses, metrics and the EMA of generator weights.
+"""Losses and the EMA of generator weights.
 
 - Pixel loss: MAE (L1, the default: sharper and more robust to SEM noise outliers) or
   MSE (L2, maximises PSNR in expectation but blurs); both honour the target mask.
 - Adversarial loss: relativistic average (Jolicoeur-Martineau 2019, as in ESRGAN,
   Wang et al. 2018) or the plain non-saturating GAN loss (Goodfellow et al. 2014).
-- PSNR and SSIM (Wang et al. 2004, 11x11 Gaussian window, sigma 1.5) in torch, for
-  validation during training.
 - EMA of the generator weights (Polyak averaging) with the TF-style warm-up of the decay,
   so short CPU runs do not average in their random start.
 
@@ -15,23 +13,20 @@ Jolicoeur-Martineau, A. (2019) The relativistic discriminator: a key element mis
 from standard GAN. ICLR.
 Wang, X. et al. (2018) ESRGAN: enhanced super-resolution generative adversarial
 networks. ECCVW.
-Wang, Z. et al. (2004) Image quality assessment: from error visibility to structural
-similarity. IEEE TIP 13(4).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dleem.errors import DleemError
+from dleem.training.options import ADV_LOSSES, PIXEL_LOSSES
 
-PIXEL_LOSSES = ("mae", "mse")
-ADV_LOSSES = ("ragan", "gan")
+__all__ = ["ADV_LOSSES", "EMA", "PIXEL_LOSSES", "discriminator_loss", "generator_adv_loss", "pixel_loss"]
 
 
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None, kind: str = "mae") -> torch.Tensor:
@@ -73,35 +68,6 @@ def generator_adv_loss(real: torch.Tensor, fake: torch.Tensor, kind: str = "raga
     raise DleemError(f"unknown adversarial loss {kind!r} (choose ragan or gan)")
 
 
-# ----------------------------------------------------------------------------- metrics
-
-
-def psnr(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, (N,1,H,W) -> (N,)."""
-    mse = ((sr.float() - hr.float()) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-20)
-    return 10.0 * torch.log10(data_range**2 / mse)
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
-
-
-def ssim(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image SSIM (Wang et al. 2004; Gaussian 11x11, sigma 1.5, valid region), (N,)."""
-    x, y = sr.float(), hr.float()
-    w = _gaussian_window(device=x.device)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mx, my = F.conv2d(x, w), F.conv2d(y, w)
-    sxx = F.conv2d(x * x, w) - mx * mx
-    syy = F.conv2d(y * y, w) - my * my
-    sxy = F.conv2d(x * y, w) - mx * my
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3))
-
-
 # ----------------------------------------------------------------------------- EMA
 
 
@@ -137,21 +103,3 @@ class EMA:
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])
         self.decay = float(state["decay"])
-
-
-def cosine_lr(fraction: float, *, warmup: float = 0.02, floor: float = 0.01) -> float:
-    """LR multiplier at a fraction of the budget (steps or minutes) elapsed.
-
-    Linear warm-up over the first ``warmup`` of the budget, then a cosine decay to
-    ``floor``. Scheduling on the fraction, not the step, makes a wall-clock budget work.
-    """
-    f = min(max(float(fraction), 0.0), 1.0)
-    if warmup > 0 and f < warmup:
-        return max(f / warmup, 1e-3)
-    t = (f - warmup) / max(1.0 - warmup, 1e-9)
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def step_lr(fraction: float, *, milestones: tuple[float, ...] = (0.5, 0.75, 0.9), gamma: float = 0.5) -> float:
-    """Step schedule: multiply by ``gamma`` at each milestone fraction of the budget."""
-    return gamma ** sum(1 for m in milestones if fraction >= m)

@@ -1,5 +1,5 @@
 # ruff: noqa: T201  (a benchmark script reports on stdout)
-"""Registration benchmark: dleem against OpenCV, scikit-image, SimpleITK and spam (issue 3).
+"""Registration benchmark: dleem against OpenCV, scikit-image, SimpleITK and spam.
 
 Cases come from ``dleem.synth`` (procedural sandstone, beam blur, shot/read/line noise,
 affine scan distortion, known truth). Every method gets the same LR image, HR region and
@@ -140,7 +140,7 @@ NOTES = """## How to read these numbers
 - **The noise floor.** `dleem CRLB` is dleem's own predicted corner error (Gauss-Newton
   covariance times the residual variance). At the typical dose it is about 0.03 LR px at
   ratio 4 and 0.06-0.08 at ratio 8: with these pixels and this noise no unbiased method can
-  reach the issue's 0.010 / 0.015 LR px; dleem's measured errors sit near that floor
+  reach the target 0.010 / 0.015 LR px; dleem's measured errors sit near that floor
   (predicted and measured errors correlate case by case: log-correlation 0.86 over 60 cases).
   The anchors' errors are compared on the same cases.
 - **Noise off.** The error that was left with noise off (0.0115 / 0.0228 LR px at ratio
@@ -152,7 +152,7 @@ NOTES = """## How to read these numbers
   On exactly rendered pairs (`dleem.registration.simulate`, tested in
   `tests/test_registration.py`) dleem's noise-free error is <= 0.0003 LR px.
 - **skimage** (`match_template` + `phase_cross_correlation`) estimates a translation only,
-  so rotation and scale errors leave it pixels off, as the issue anticipated.
+  so rotation and scale errors leave it pixels off, as expected.
 - **Anchors' errors are reused**: `--reuse-anchors` takes them from an earlier full run of
   this script (all methods in one process on the same cached cases, log
   `benchmarks/out/bench_acc.log`); the anchors did not change, dleem is rerun.
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("DLEEM_NO_PROGRESS", "1")
     _load_cache(args.seed_log)
     lines = [
-        "# Registration benchmark (issue 3)\n",
+        "# Registration benchmark\n",
         f"Command: `python benchmarks/bench_registration.py {' '.join(sys.argv[1:] if argv is None else argv)}`  ",
         f"Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; load at start: `{load()}`.\n",

@@ -1,6 +1,6 @@
 """Benchmark `dleem synth`: a 4096 x 4096 LR map with two 1024 x 1024 HR regions at ratio 4.
 
-Goal (issue 2): under 60 s on the 2-core development machine. Run:
+Goal: under 60 s on the 2-core development machine. Run:
 
     python benchmarks/bench_synth.py [--size 4096] [--hr-size 1024] [--repeat 1]
 

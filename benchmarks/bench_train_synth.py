@@ -11,7 +11,7 @@ then scores every model on the held-out **test** boxes of the pairs manifest (ne
 by training): the whole LR crop of each region is upscaled once (so test tiles have real LR
 context, as in a whole-map upscale), cut into non-overlapping tiles of ``--tile`` LR px,
 and each tile is compared with the registered HR target (8-bit grey range, PSNR and
-SSIM of skimage), for the model and for bicubic alike. Goal (issue 4): both models beat
+SSIM of skimage), for the model and for bicubic alike. Goal: both models beat
 bicubic by >= 2 dB median PSNR and by a clear SSIM margin.
 
     python benchmarks/bench_train_synth.py [--minutes 5] [--preset cpu] [--threads 2]

@@ -3,7 +3,7 @@
 Every anchor gets the same inputs as dleem (the whole LR image, the HR region, the nominal
 ratio) and returns an HR -> LR :class:`AffineMap`. All of them start from a full-resolution
 normalised cross-correlation of the HR region reduced to LR pixel size (pixel-area
-resampling), as the issue describes, and then refine with their own method:
+resampling), as the benchmark specifies, and then refine with their own method:
 
 * ``opencv``: ``cv2.matchTemplate`` (TM_CCOEFF_NORMED) then ``cv2.findTransformECC``
   (MOTION_AFFINE) between the reduced HR and the LR crop;

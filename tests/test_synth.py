@@ -241,7 +241,7 @@ def test_polygon_coverage_matches_fine_sampling():
 
 
 def test_noise_free_pair_registers_without_bias():
-    """Issue 3's 'no bias' on dleem.synth itself: noise-free (16-bit, so no 8-bit rounding
+    """The registration's 'no bias' target on dleem.synth itself: noise-free (16-bit, so no 8-bit rounding
     noise) HR 512 px at ratio 4, 2° rotation. With edges sampled at row centres and 2 x 2
     LR samples (before) the corner errors were 0.0036-0.0059 LR px; with exact polygon
     areas and 4 x 4 LR samples 0.0007-0.0014 (8 x 8: 0.0003-0.0007)."""

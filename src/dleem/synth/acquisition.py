@@ -88,7 +88,7 @@ class SynthParams:
         phase. That error is a registration bias between the LR map and an HR region:
         noise-free, 16-bit, ratio 4, 128 LR px footprint, median RMS corner error 0.003 LR px
         at s = 2, 0.001 at 4, 0.0003 at 8 (see tests/test_synth.py). 4 for the LR map
-        keeps it below the 0.003 LR px of issue 3, at a cost: the default acquisition
+        keeps it below the 0.003 LR px registration target, at a cost: the default acquisition
         (LR 2048 px, two 1024 px regions) takes 23 s instead of 10 s at s = 2 on 2 shared
         cores (the random fields are evaluated on the fine grid). The HR regions' error
         counts 1/ratio in LR px.

@@ -1,6 +1,6 @@
 """Real-texture benchmark: dleem vs SRGAN's and EDSR-baseline's generators on real shale, CPU.
 
-What it measures (issue 4, "Real texture" and "Pores", CPU-only variant):
+What it measures ("Real texture" and "Pores", CPU-only variant):
 
 - Data: two real FIB-SEM slices of the same shale (``../shared/data/real``). Slice 003 is
   the HR truth of training: `degrade.py` simulates its LR scan (beam blur, k x k area
@@ -83,8 +83,10 @@ def hr_to_lr_matrix(scale: int) -> list[list[float]]:
 
 def prepare(out: Path, data_dir: Path, params: SEMDegradation) -> dict[str, Any]:
     """Degrade both slices, write the training workspace (pairs) and the test arrays."""
-    from dleem.io import read_image, write_image
-    from dleem.pairs import RegionPair, make_pairs, sha256_file, write_json
+    from dleem.io import read_image, sha256_file, write_image
+    from dleem.io.atomic import write_json
+    from dleem.pairs import RegionPair, make_pairs
+    from dleem.registration import AffineMap
 
     k = params.scale
     images = {}
@@ -98,12 +100,12 @@ def prepare(out: Path, data_dir: Path, params: SEMDegradation) -> dict[str, Any]
     lr_path = write_image(ws / "LR.tif", lr, pixel_size_um=params.lr_pixel_size_um)
     hr_path = write_image(ws / "HR_1.tif", hr, pixel_size_um=params.hr_pixel_size_um)
     region = RegionPair(
-        id="HR_1", hr=hr, hr_to_lr=hr_to_lr_matrix(k), hr_file=str(hr_path.resolve()),
+        id="HR_1", hr=hr, hr_to_lr=AffineMap(hr_to_lr_matrix(k)), hr_file=str(hr_path.resolve()),
         hr_sha256=sha256_file(hr_path), hr_pixel_size_um=params.hr_pixel_size_um, ratio=float(k),
     )
     # The manifest's test box on slice 003 is left unused: the test is slice 016.
     manifest = make_pairs(
-        lr, [region], ws / "pairs", scale=k, lr_file=str(lr_path.resolve()),
+        lr, [region], ws, scale=k, lr_file=str(lr_path.resolve()),
         lr_sha256=sha256_file(lr_path), lr_pixel_size_um=params.lr_pixel_size_um,
         lr_blur_sigma_px=params.beam_sigma_lr_px, fractions=(0.85, 0.10, 0.05), guard=8, seed=0,
     )
@@ -191,7 +193,7 @@ class Scorer:
         return {"psnr_db": psnr(p, r, 255.0), "ssim": ssim(p, r, 255.0)}
 
     def bicubic(self, lr: np.ndarray) -> np.ndarray:
-        from dleem.evaluation.metrics import BICUBIC_HALO_LR_PX, bicubic_upsample
+        from dleem.imaging import BICUBIC_HALO_LR_PX, bicubic_upsample
 
         r0, c0, r1, c1 = self.box
         h = BICUBIC_HALO_LR_PX
@@ -280,10 +282,10 @@ def pores_from_models(out: Path, results: dict[str, Any]) -> dict[str, Any]:
     import tifffile
 
     from dleem.models import load_model
-    from dleem.pairs import load_manifest
+    from dleem.workspace import Workspace
 
-    stats = load_manifest(out / "workspace" / "pairs")["lr_stats"]
-    norm = {"dtype_max": 255.0, "mean": stats["mean"] / 255.0, "std": stats["std"] / 255.0}
+    stats = Workspace(out / "workspace").read_pairs().lr_stats
+    norm = {"dtype_max": 255.0, "mean": stats.mean / 255.0, "std": stats.std / 255.0}
     from dleem.io import read_image
 
     data_dir = Path(results["args"]["data_dir"])
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 minutes=args.budget_s / 60.0, preset=spec.get("preset", "default"),
                 batch=args.batch, patch=args.patch, loss="mae", seed=seed, device="cpu",
                 checkpoint_every=every, keep_checkpoints=0, val_tile=32, val_tiles=2,
-                progress=False, force=True,
+                force=True,
                 **({} if spec["adv_weight"] is None else {"adv_weight": spec["adv_weight"]}),
             )
             # The trainer seeds torch with `seed` and then builds a dleem generator: the same

@@ -54,7 +54,7 @@ def run_variant(ws: Path, out: Path, variant: str, args: argparse.Namespace, *,
     opts = TrainOptions(
         steps=steps, minutes=minutes, preset=args.preset, batch=args.batch, patch=args.patch,
         device=args.device, precision=precision, channels_last=bool(cl), seed=0, force=True,
-        checkpoint_every=0, progress=False, deterministic=False, log_every=20,
+        checkpoint_every=0, deterministic=False, log_every=20,
     )
     t0 = time.perf_counter()
     res = train(ws, out / variant.replace("+", "_"), opts)

@@ -165,3 +165,43 @@ def test_load_errors_name_the_file(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(DleemError, match="config.json: cannot read JSON"):
         load_model(tmp_path)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    cfg = ModelConfig.tiny(scale=2)
+    g = build_generator(cfg.arch, 2)
+    with torch.no_grad():
+        g.head.weight[0, 0, 0, 0] = float("nan")
+    save_model(tmp_path, g, cfg)
+    with pytest.raises(DleemError, match=r"generator.safetensors: weights are not all finite \(head.weight"):
+        load_model(tmp_path)
+
+
+def test_config_normalization_is_the_shared_one(tmp_path):
+    from dleem.imaging import Normalization
+
+    cfg = ModelConfig.tiny(scale=2, input_dtype="uint16", mean=0.4, std=0.2)
+    assert isinstance(cfg.normalization, Normalization)
+    data = cfg.to_dict()
+    assert data["normalization"] == {"input_dtype": "uint16", "dtype_max": 65535.0, "mean": 0.4, "std": 0.2}
+    assert ModelConfig.from_dict(json.loads(json.dumps(data))) == cfg  # config.json as written before
+    with pytest.raises(DleemError, match="model config: normalization.input_dtype must be one of"):
+        ModelConfig.from_dict({**data, "normalization": {**data["normalization"], "input_dtype": "uint32"}})
+    with pytest.raises(DleemError, match="model config: scale must be an integer from 2 to 8"):
+        ModelConfig.from_dict({**data, "scale": 1})
+
+
+def test_architecture_table():
+    from dleem.models.arch import ARCHITECTURES, PRESETS, preset_training, receptive_field_of
+
+    spec = ARCHITECTURES["dleem"]
+    assert PRESETS == ("default", "cpu", "tiny")
+    for preset in PRESETS:
+        arch = spec.arch(preset)
+        g = build_generator(arch, 3)
+        assert receptive_field_of(arch) == g.receptive_field_lr_px == 2 * arch["depth"] + 3
+        assert set(preset_training(preset)) == {"patch", "batch", "disc_width", "disc_stages"}
+    with pytest.raises(DleemError, match="unknown preset"):
+        spec.arch("huge")
+    with pytest.raises(DleemError, match="bad parameters"):
+        receptive_field_of({"name": "dleem", "widht": 8})

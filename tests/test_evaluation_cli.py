@@ -37,7 +37,7 @@ def test_evaluate_cli_writes_report_and_metrics(ws_and_model, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--threshold", "bogus"], "--threshold 'bogus'"),
     (["--tile-size", "66"], "multiple of the scale"),
-    (["--tile-size", "1024"], "smaller --tile-size"),
+    (["--tile-size", "1024"], "--tile-size 1024: no test box holds"),
     (["--tiles", "0"], "--tiles must be >= 1"),
 ])
 def test_evaluate_cli_errors_are_one_line(ws_and_model, capsys, args, message):

@@ -215,19 +215,10 @@ def _verdict(metrics_doc: dict, models: Sequence[str]) -> list[str]:
     return lines
 
 
-def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
-    """The page. ``figs`` maps section keys to relative image paths made for this report."""
-    from dleem import __version__
-
-    titles = _titles(ev)
+def _summary_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     opt = ev.options
-    meth = doc["methods"]
     px = ev.fine_pixel_size_um
     tile_um = f"{opt.tile_size * px:.3g} µm" if px else f"{opt.tile_size} px"
-    names = ["bicubic", *ev.models] + (["truth"] if ev.has_truth else [])
-    sec: list[str] = []
-
-    # -- summary
     summary = [
         f"<p>{len(ev.tiles)} random tiles of {opt.tile_size} × {opt.tile_size} fine-grid px "
         f"({tile_um} square, {ev.scale}× the LR grid) drawn with seed {opt.seed} from the "
@@ -238,11 +229,14 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
     if inputs.sr_path is not None:
         summary.append(f"<p>The whole LR area was upscaled with <b>{html.escape(inputs.sr_model or '?')}"
                        f"</b>: <code>{html.escape(str(inputs.sr_path))}</code>.</p>")
-    sec.append(_section("summary", "Summary", "".join(summary)))
+    return "".join(summary)
 
-    # -- table of numbers
+
+def _numbers_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
+    titles = _titles(ev)
+    meth = doc["methods"]
+    names = ["bicubic", *ev.models] + (["truth"] if ev.has_truth else [])
     rows = []
-    hr = meth["HR"]
     for n in ["HR", *names]:
         e = meth[n]
         vs = e.get("vs_HR", {})
@@ -268,31 +262,31 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
     if not ev.has_truth:
         header = [h for i, h in enumerate(header) if i not in (3, 4)]
         rows = [[c for i, c in enumerate(r) if i not in (3, 4)] for r in rows]
-    del hr
-    sec.append(_section("numbers", "All numbers", _table(header, rows, "numbers")
-                        + "<p class='note'>Per-tile values are in <code>metrics.json</code> "
-                          "(schema in dleem's docs/report.md). How each number is computed: "
-                          "<a href='#methods'>below</a>.</p>"))
+    return (_table(header, rows, "numbers")
+            + "<p class='note'>Per-tile values are in <code>metrics.json</code> "
+              "(schema in dleem's docs/report.md). How each number is computed: "
+              "<a href='#methods'>below</a>.</p>")
 
-    # -- gallery
+
+def _gallery_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     g = "".join(_img(p, f"tile {i + 1}", cap, "wide") for i, (p, cap) in enumerate(figs["gallery"]))
-    sec.append(_section("gallery", "Held-out tiles: LR | bicubic | SR | HR",
-                        "<p>Random test tiles, every panel at the same physical scale (scale bar "
-                        "on each) and the same grey window (0.5–99.5 percentiles of the HR tile). "
-                        "LR is drawn with its own, coarser pixels.</p>" + g))
+    return ("<p>Random test tiles, every panel at the same physical scale (scale bar on each) and "
+            "the same grey window (0.5–99.5 percentiles of the HR tile). LR is drawn with its own, "
+            "coarser pixels.</p>" + g)
 
-    # -- histograms
-    sec.append(_section("quality", "SSIM and PSNR over all test tiles",
-                        "<div class='row'>" + _img(figs["hist_ssim"], "SSIM histogram",
-                                                   "SSIM of each tile against HR (1 = identical); "
-                                                   "dashed: medians.")
-                        + _img(figs["hist_psnr"], "PSNR histogram",
-                               "PSNR of each tile against HR (dB); dashed: medians.") + "</div>"))
 
-    # -- pores
+def _quality_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
+    return ("<div class='row'>"
+            + _img(figs["hist_ssim"], "SSIM histogram",
+                   "SSIM of each tile against HR (1 = identical); dashed: medians.")
+            + _img(figs["hist_psnr"], "PSNR histogram",
+                   "PSNR of each tile against HR (dB); dashed: medians.") + "</div>")
+
+
+def _pores_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
+    opt = ev.options
     p = "".join(_img(pp, "pore segmentation", cap, "wide") for pp, cap in figs["pores"])
-    sec.append(_section(
-        "pores", "Pores",
+    return (
         f"<p>One threshold, {_fmt(ev.threshold, 4)} grey levels "
         f"({html.escape(str(opt.threshold if isinstance(opt.threshold, str) else 'user'))} on "
         f"the HR tiles), applied alike to every image; pores are the "
@@ -301,11 +295,11 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
                "Top: equivalent diameters of the pores not cut by the tile edge, pooled over "
                "all tiles, as a histogram and cumulatively. Bottom left: local thickness "
                "(pore-size function), cumulative by pore area, independent of connectivity. "
-               "Bottom "
-               "right: two-point correlation S2(r) of the pore phase, mean over tiles; "
-               "S2(0) = porosity.", "wide")))
+               "Bottom right: two-point correlation S2(r) of the pore phase, mean over tiles; "
+               "S2(0) = porosity.", "wide"))
 
-    # -- whole area
+
+def _consistency_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     whole = []
     if figs.get("consistency"):
         whole.append(_img(figs["consistency"], "consistency map",
@@ -322,10 +316,10 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
         whole.append("<p class='note'>No consistency map was given (run <code>dleem upscale "
                      "--consistency PATH</code> and pass it to <code>dleem evaluate "
                      "--consistency PATH</code>).</p>")
-    sec.append(_section("consistency", "Upscaled area: consistency with the measurement",
-                        "<div class='row'>" + "".join(whole) + "</div>"))
+    return "<div class='row'>" + "".join(whole) + "</div>"
 
-    # -- registration
+
+def _registration_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     reg_html = []
     if figs.get("overview"):
         reg_html.append(_img(figs["overview"], "overview",
@@ -333,41 +327,52 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
                              "areas (red), validation (yellow) and training (green) boxes, and "
                              "the evaluation tiles (white).", "half"))
     if inputs.registration:
-        rr = []
-        for r in inputs.registration.regions:
-            rr.append([html.escape(Path(r.file).name), html.escape(r.status),
-                       _fmt(r.ncc_peak), _fmt(r.ncc_distinctness), _fmt(r.residual),
-                       _fmt(r.blur_sigma_lr_px), _fmt(r.gain), _fmt(r.offset)])
+        rows = [[html.escape(Path(r.file).name), html.escape(r.status), _fmt(r.ncc_peak),
+                 _fmt(r.ncc_distinctness), _fmt(r.residual), _fmt(r.blur_sigma_lr_px),
+                 _fmt(r.gain), _fmt(r.offset)] for r in inputs.registration.regions]
         reg_html.append(_table(["HR file", "status", "NCC peak", "peak distinctness",
-                                "residual", "LR blur σ (LR px)", "gain", "offset"], rr))
+                                "residual", "LR blur σ (LR px)", "gain", "offset"], rows))
     qc = "".join(_img(q, "registration QC", f"Registration QC (dleem register): "
                       f"{html.escape(Path(q).name)}", "wide") for q in figs["qc"])
-    sec.append(_section("registration", "Registration",
-                        "<div class='row'>" + "".join(reg_html) + "</div>" + qc
-                        if (reg_html or qc) else "<p class='note'>No registration "
-                        "figures in the workspace.</p>"))
+    if not (reg_html or qc):
+        return "<p class='note'>No registration figures in the workspace.</p>"
+    return "<div class='row'>" + "".join(reg_html) + "</div>" + qc
 
-    # -- training
+
+def _training_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     tr = "".join(_img(c, f"training curves {m}", f"Training curves of <b>{html.escape(m)}</b>.",
                       "half") for m, c in figs["curves"])
-    sec.append(_section("training", "Training", "<div class='row'>" + (tr or
-                        "<p class='note'>No curves.png in the model folders.</p>") + "</div>"))
+    return "<div class='row'>" + (tr or "<p class='note'>No curves.png in the model folders.</p>") \
+        + "</div>"
 
-    # -- imaging time
-    sec.append(_section("time", "Imaging time saved", _time_html(doc.get("imaging_time", {}),
-                                                                 inputs.dwell_source)))
 
-    # -- methods
-    sec.append(_section("methods", "How the numbers are computed", _methods_html(ev)))
+#: The report's sections in page order: (anchor, heading, navigation label, builder).
+SECTIONS = (
+    ("summary", "Summary", "Summary", _summary_html),
+    ("numbers", "All numbers", "Numbers", _numbers_html),
+    ("gallery", "Held-out tiles: LR | bicubic | SR | HR", "Tiles", _gallery_html),
+    ("quality", "SSIM and PSNR over all test tiles", "SSIM/PSNR", _quality_html),
+    ("pores", "Pores", "Pores", _pores_html),
+    ("consistency", "Upscaled area: consistency with the measurement", "Consistency",
+     _consistency_html),
+    ("registration", "Registration", "Registration", _registration_html),
+    ("training", "Training", "Training", _training_html),
+    ("time", "Imaging time saved", "Time",
+     lambda ev, inputs, doc, figs: _time_html(doc.get("imaging_time", {}), inputs.dwell_source)),
+    ("methods", "How the numbers are computed", "Methods",
+     lambda ev, inputs, doc, figs: _methods_html(ev)),
+    ("provenance", "Inputs and version", "Inputs",
+     lambda ev, inputs, doc, figs: _provenance_html(doc, inputs)),
+)
 
-    # -- provenance
-    sec.append(_section("provenance", "Inputs and version", _provenance_html(doc, inputs)))
 
-    nav = "".join(f"<a href='#{k}'>{t}</a>" for k, t in (
-        ("summary", "Summary"), ("numbers", "Numbers"), ("gallery", "Tiles"),
-        ("quality", "SSIM/PSNR"), ("pores", "Pores"), ("consistency", "Consistency"),
-        ("registration", "Registration"), ("training", "Training"), ("time", "Time"),
-        ("methods", "Methods"), ("provenance", "Inputs")))
+def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
+    """The page. ``figs`` maps section keys to relative image paths made for this report."""
+    from dleem import __version__
+
+    sections = "".join(_section(key, title, build(ev, inputs, doc, figs))
+                       for key, title, _, build in SECTIONS)
+    nav = "".join(f"<a href='#{key}'>{label}</a>" for key, _, label, _ in SECTIONS)
     stamp = html.escape(doc["created_utc"])
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -380,11 +385,11 @@ def render_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
 <body>
 <header>
 <h1>dleem evaluation report</h1>
-<p class="sub">Workspace <code>{html.escape(str(inputs.workspace))}</code> · dleem {html.escape(__version__)} · {stamp}</p>
+<p class="sub">Workspace <code>{html.escape(str(inputs.workspace.path))}</code> · dleem {html.escape(__version__)} · {stamp}</p>
 <nav>{nav}</nav>
 </header>
 <main>
-{''.join(sec)}
+{sections}
 </main>
 <footer>Made by dleem {html.escape(__version__)}. This folder is self-contained: it opens offline.</footer>
 </body>

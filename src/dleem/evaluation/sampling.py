@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dleem.errors import DleemError, ParameterError
+from dleem.errors import ParameterError
 from dleem.workspace import PairRegion
 
 
@@ -125,10 +125,10 @@ def sample_tiles(
                 pools.append((region.id, cand))
     total = sum(len(c) for _, c in pools)
     if total == 0:
-        raise DleemError(
-            f"no test box holds a fully valid {tile_size}-px tile (largest test box side: "
-            f"{largest} LR px = {largest * scale} fine px); use a smaller tile size"
-        )
+        raise ParameterError(
+            "tile_size", f"{tile_size}: no test box holds a fully valid tile of this size "
+            f"(largest test box side: {largest} LR px = {largest * scale} fine px); choose a "
+            "smaller one")
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(total, size=min(n_tiles, total), replace=False))
     offsets = np.cumsum([0] + [len(c) for _, c in pools])

@@ -314,7 +314,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, model_u8, monkeypatch):
     out = tmp_path / "SR.tif"
     work = stream_mod.work_store_path(out)
     stream_mod.WorkStore.create(work, (160, 160), np.uint8, 64, {"scale": 2})
-    with pytest.raises(DleemError, match="different .*rerun without --resume"):
+    with pytest.raises(DleemError, match="different .*start over without resume"):
         upscale_file(src, model_u8, out, tile=16, device="cpu", resume=True)
 
 

@@ -100,6 +100,28 @@ def test_cancel_through_the_cli_exits_130(tmp_path, model_u8, capsys, monkeypatc
     assert not out.exists() and stream.work_store_path(out).exists()
 
 
+def test_cancel_before_any_tile_leaves_nothing(tmp_path, model_u8):
+    src = _write_tif(tmp_path / "LR.tif", _image((40, 40), np.uint8))
+
+    def cancel(stage, done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        upscale_file(src, model_u8, tmp_path / "SR.ome.tif", tile=16, device="cpu", progress=cancel)
+    assert _hidden(tmp_path) == []  # an empty store holds nothing to resume
+
+
+def test_little_free_space_warns_before_work(tmp_path, model_u8, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    src = _write_tif(tmp_path / "LR.tif", _image((40, 40), np.uint8))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with caplog.at_level(logging.WARNING):
+        upscale_file(src, model_u8, tmp_path / "SR.ome.tif", tile=16, device="cpu")
+    assert "may need up to" in caplog.text and "GB free" in caplog.text
+
+
 def test_upscale_array_reports_tiles(model_u8):
     calls: list[tuple[str, int, int]] = []
     upscale_array(_image((40, 40), np.uint8), model_u8, tile=16, device="cpu",

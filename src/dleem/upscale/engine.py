@@ -34,8 +34,8 @@ def resolve_device(device: str = "auto") -> Any:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise DleemError(f"unknown device {device!r} (use auto, cpu, cuda or mps)")
+    if device not in ("cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
+        raise ParameterError("device", f"must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DleemError("device cuda requested but torch sees no CUDA GPU")
@@ -296,5 +296,5 @@ def _amp(precision: str | None, model: Model, raw: np.ndarray, out_dtype: Any, d
     if precision == "auto":
         return choose_precision(model, raw, out_dtype, device)
     if torch.device(device).type != "cuda":
-        raise DleemError(f"precision {precision} is only used on CUDA")
+        raise ParameterError("precision", f"{precision} runs on CUDA only; use auto or fp32 on {device}")
     return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]

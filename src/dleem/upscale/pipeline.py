@@ -294,6 +294,22 @@ def _warn_plain_tif(out: Path) -> None:
                     out, out.name[: -len(out.suffix)] + ".ome" + out.suffix)
 
 
+def _check_space(out: Path, kind: str, k: int, shape: tuple[int, int], dtype: Any) -> None:
+    """Warn when the output folder has less free space than the run may need: the SR
+    pyramid (4/3 of level 0) in the work store, and again as the TIFF. An upper bound
+    (the work store is compressed), so a warning, not a refusal."""
+    level0 = k * k * int(shape[0]) * int(shape[1]) * np.dtype(dtype).itemsize
+    need = level0 * 4 // 3 * (2 if kind == "tiff" else 1)
+    try:
+        free = shutil.disk_usage(out.parent).free
+    except OSError:
+        return
+    if free < need:
+        log.warning("%s: %.3g GB free in %s, and this run may need up to %.3g GB (%s, before "
+                    "compression); it stops with 'disk full' if space runs out", out, free / 1e9,
+                    out.parent, need / 1e9, "work store + TIFF" if kind == "tiff" else "OME-Zarr")
+
+
 def _model_identity(model_dir: Any) -> dict[str, Any]:
     """What must not change between a run and its resume: the model files' size and mtime."""
     if not isinstance(model_dir, (str, PathLike)):
@@ -395,6 +411,7 @@ def upscale_file(
         # dask blocks must be >= the overlap depth; keep them aligned with the store's chunks
         tile = -(-int(model.halo_lr_px) // MIN_TILE) * MIN_TILE
         log.info("dask: tile raised to %d LR px (>= the halo)", tile)
+    _check_space(out, kind, int(model.scale), tuple(lr.shape), lr.dtype)
     work = stream.work_store_path(out)
     lock = stream.RunLock(work, out)
     try:
@@ -486,8 +503,10 @@ def _run_job(job: _Job, *, resume: bool, progress: ProgressCallback | None) -> N
         raise
     except BaseException:
         _close(store)
-        if store is not None and job.work.exists():
+        if store is not None and _has_tiles(job.work):
             log.info("partial run kept in %s: %s to continue it", job.work, _RESUME)
+        elif store is not None:
+            _discard(job.work)  # nothing done: nothing to resume
         raise
 
 
@@ -551,8 +570,8 @@ def _finish(job: _Job, store: Any) -> None:
                  summary["map"], summary["rms"], summary["p99_abs"])
     t1 = time.perf_counter()
     if job.kind == "zarr":
-        (job.work / stream.PROGRESS_FILE).unlink(missing_ok=True)
         stream.replace_path(job.work, job.out)
+        (job.out / stream.PROGRESS_FILE).unlink(missing_ok=True)
         return
     description = {"dleem": {"scale": k, **extra, "model": job.identity.get("model"),
                              "input": str(job.src.resolve())}}
@@ -567,17 +586,29 @@ def _io_error(job: _Job, store: Any, error: OSError) -> DleemError:
     """One line for an I/O failure during the run, with advice that can work."""
     reason = error.strerror or str(error)
     where = f" ({error.filename})" if error.filename and Path(error.filename).name != job.out.name else ""
-    kept = store is not None and job.work.exists()
+    kept = store is not None and _has_tiles(job.work)
     if error.errno in _FINAL_ERRNOS:
         if store is not None:
             _discard(job.work)
         return DleemError(f"{job.out}: cannot write the output{where}: {reason}")
+    if store is not None and not kept:
+        _discard(job.work)
     if error.errno in _FULL_ERRNOS:
         advice = (f"the finished tiles are kept in {job.work}: free space and {_RESUME}" if kept
                   else "free space and rerun")
         return DleemError(f"{job.out}: disk full while writing{where} ({reason}); {advice}")
     advice = f"the finished tiles are kept in {job.work}: {_RESUME}" if kept else "rerun"
     return DleemError(f"{job.out}: I/O error{where} ({reason}); {advice}")
+
+
+def _has_tiles(work: Path) -> bool:
+    """Whether a work store holds finished tiles (something ``resume`` can use)."""
+    from dleem.upscale.stream import PROGRESS_FILE
+
+    try:
+        return (work / PROGRESS_FILE).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _close(store: Any) -> None:

@@ -230,12 +230,13 @@ class WorkStore:
             group = zarr.open_group(str(path), mode="r+")
             stored = dict(group.attrs).get("dleem_run")
         except Exception as error:  # noqa: BLE001
-            raise DleemError(f"{path}: cannot reopen the partial run ({error}); rerun without --resume") from None
+            raise DleemError(f"{path}: cannot reopen the partial run ({error}); start over without "
+                             f"resume (--resume)") from None
         if stored != identity:
             diff = sorted(k for k in set(stored or {}) | set(identity)
                           if (stored or {}).get(k) != identity.get(k))
             raise DleemError(f"{path}: the partial run used a different {', '.join(diff)}; "
-                             f"rerun without --resume to start over")
+                             f"start over without resume (--resume)")
         return cls(path, group)
 
     def done(self) -> set[int]:

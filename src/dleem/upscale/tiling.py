@@ -93,7 +93,9 @@ class TileGrid:
 
     def __post_init__(self) -> None:
         if self.tile < MIN_TILE:
-            raise ValueError(f"tile must be >= {MIN_TILE} LR pixels, got {self.tile}")
+            from dleem.errors import ParameterError
+
+            raise ParameterError("tile", f"must be >= {MIN_TILE} LR pixels, got {self.tile}")
 
     @property
     def grid_shape(self) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import logging
 import os
 
 from dleem.models.arch import PRESETS
+from dleem.training.options import ADV_LOSSES, PIXEL_LOSSES, PRECISIONS, SCHEDULES
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--steps", type=int, default=None, help="training steps (reproducible)")
     budget.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget in minutes (default 10 when --steps is not given)")
-    p.add_argument("--loss", choices=("mae", "mse"), default="mae", help="pixel loss (default mae)")
+    p.add_argument("--loss", choices=PIXEL_LOSSES, default="mae", help="pixel loss (default mae)")
     p.add_argument("--adv-weight", type=float, default=5e-3,
                    help="weight of the adversarial loss; 0 trains a pixel-only model (default 5e-3)")
-    p.add_argument("--adv-loss", choices=("ragan", "gan"), default="ragan",
+    p.add_argument("--adv-loss", choices=ADV_LOSSES, default="ragan",
                    help="relativistic-average (default) or plain GAN loss")
     p.add_argument("--warmup", type=float, default=0.5,
                    help="fraction of the budget trained pixel-only before the GAN phase (default 0.5)")
@@ -45,14 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, default 1e-3)")
     p.add_argument("--lr-d", type=float, default=2e-4,
                    help="peak learning rate of the discriminator (default 2e-4)")
-    p.add_argument("--schedule", choices=("cosine", "step"), default="cosine",
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
                    help="learning-rate schedule over the budget (default cosine)")
     p.add_argument("--scale", type=int, default=None,
                    help="refuse pairs that were cut at another scale")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--rot90", action="store_true",
                    help="also augment with 90-degree rotations (swaps SEM scan directions)")
-    p.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16", "fp16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="CUDA numerics (auto: tf32 on CUDA, fp32 elsewhere)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory layout (CUDA)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",

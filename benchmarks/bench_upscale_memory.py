@@ -111,7 +111,7 @@ def main() -> None:
 
 def write_results(args, rows, results, update_section) -> None:
     load = os.getloadavg()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"### Peak memory, CPU, {when}\n",
              f"Command: `python benchmarks/bench_upscale_memory.py --sizes {' '.join(map(str, args.sizes))}` "
              f"(tiny generator, 4x, tile {args.tile}, batch {args.batch}, 8-bit tiled TIFF in, pyramidal "

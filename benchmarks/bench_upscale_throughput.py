@@ -160,7 +160,7 @@ def main() -> None:
             results.append((dtype, prec, best, mpix, gflops, peak, err))
 
     load = os.getloadavg()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     dev_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
     rows.append(f"### Throughput, {args.device} ({dev_name}, {os.cpu_count()} logical CPUs, torch "
                 f"{torch.__version__}, {torch.get_num_threads()} threads), {when}\n")

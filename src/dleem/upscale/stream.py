@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 PROGRESS_FILE = "dleem-progress.txt"
 #: OME-NGFF versions written: 0.4 is zarr v2 (Bio-Formats, Fiji, QuPath), 0.5 zarr v3.
 NGFF_VERSIONS = ("0.4", "0.5")
-NGFF_VERSION = "0.5"  # the default
 TIFF_TILE = 512
 PYRAMID_MIN_SIDE = 512
 CLASSIC_TIFF_LIMIT = 2**32 - 2**26  # bytes of pixel data kept below 4 GiB with room for IFDs

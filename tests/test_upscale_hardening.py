@@ -214,7 +214,17 @@ def test_output_that_is_a_folder_or_a_file_in_the_way(tmp_path, model_u8, capsys
     rc, err = _cli(capsys, src, "--model", model_u8, "-o", tmp_path / "x.ome.tif", "--consistency",
                    tmp_path / "cons.png")
     assert "must end in .tif" in _one_error(rc, err)
+    rc, err = _cli(capsys, src, "--model", model_u8, "-o", src / "sub" / "SR.ome.tif")
+    assert "is a file, not a folder" in _one_error(rc, err)
     assert _hidden(tmp_path) == []
+
+
+def test_a_refusal_creates_no_output_folder(tmp_path, model_u8, capsys):
+    src = _write_tif(tmp_path / "LR16.tif", _image((40, 40), np.uint16))  # the model is 8-bit
+    rc, err = _cli(capsys, src, "--model", model_u8, "-o", tmp_path / "new" / "SR.ome.tif",
+                   "--device", "cpu")
+    assert "does not match the model's training dtype" in _one_error(rc, err)
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])

@@ -259,8 +259,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_paths(src: Path, out: Path, kind: str, cons: Path | None) -> None:
     """The output paths, before any work: not the input, of a usable kind, not a folder."""
-    if _same_file(src, out) or src.resolve() in out.resolve().parents:
+    if _same_file(src, out):
         raise InputError(out, "the output path is the input; choose another name")
+    if src.is_dir() and src.resolve() in out.resolve().parents:
+        raise InputError(out, "the output is inside the input zarr; choose another place")
     if kind == "tiff" and out.is_dir():
         raise InputError(out, "is an existing folder; choose a file name for the output")
     if kind == "zarr" and out.exists() and not out.is_dir():
@@ -274,15 +276,27 @@ def _check_paths(src: Path, out: Path, kind: str, cons: Path | None) -> None:
             raise InputError(cons, "is an existing folder; choose a file name for the consistency map")
 
 
-def _writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed and prove that a file can be created in it."""
+def _check_writable(folder: Path) -> None:
+    """Prove that files can be created in ``folder``, or in its nearest existing ancestor
+    where it is still to be made (nothing is created: a later refusal leaves no trace)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(probe, "is a file, not a folder: the output cannot go under it")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".dleem-write-test-", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=".dleem-write-test-", dir=probe)
         os.close(fd)
         os.unlink(name)
     except OSError as error:
-        raise DleemError(f"{folder}: cannot write in this folder ({error.strerror or error})") from None
+        raise DleemError(f"{probe}: cannot write in this folder ({error.strerror or error})") from None
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DleemError(f"{folder}: cannot create this folder ({error.strerror or error})") from None
 
 
 def _warn_plain_tif(out: Path) -> None:
@@ -300,14 +314,17 @@ def _check_space(out: Path, kind: str, k: int, shape: tuple[int, int], dtype: An
     (the work store is compressed), so a warning, not a refusal."""
     level0 = k * k * int(shape[0]) * int(shape[1]) * np.dtype(dtype).itemsize
     need = level0 * 4 // 3 * (2 if kind == "tiff" else 1)
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        free = shutil.disk_usage(out.parent).free
+        free = shutil.disk_usage(folder).free
     except OSError:
         return
     if free < need:
         log.warning("%s: %.3g GB free in %s, and this run may need up to %.3g GB (%s, before "
                     "compression); it stops with 'disk full' if space runs out", out, free / 1e9,
-                    out.parent, need / 1e9, "work store + TIFF" if kind == "tiff" else "OME-Zarr")
+                    folder, need / 1e9, "work store + TIFF" if kind == "tiff" else "OME-Zarr")
 
 
 def _model_identity(model_dir: Any) -> dict[str, Any]:
@@ -397,9 +414,9 @@ def upscale_file(
     lr, px, px_source = stream.open_lazy(src)
     if pixel_size_um is not None:
         px, px_source = float(pixel_size_um), "user"
-    _writable_folder(out.parent)
+    _check_writable(out.parent)
     if cons is not None:
-        _writable_folder(cons.parent)
+        _check_writable(cons.parent)
     if kind == "tiff":
         _warn_plain_tif(out)
     dev = resolve_device(device)
@@ -412,6 +429,8 @@ def upscale_file(
         tile = -(-int(model.halo_lr_px) // MIN_TILE) * MIN_TILE
         log.info("dask: tile raised to %d LR px (>= the halo)", tile)
     _check_space(out, kind, int(model.scale), tuple(lr.shape), lr.dtype)
+    for folder in (out.parent, *(() if cons is None else (cons.parent,))):
+        _make_folder(folder)
     work = stream.work_store_path(out)
     lock = stream.RunLock(work, out)
     try:

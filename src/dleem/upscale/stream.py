@@ -32,6 +32,7 @@ Geometry recorded with the output: fine pixel ``j`` has its centre at LR coordin
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -108,6 +109,11 @@ def _lock_fd(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as error:
+        if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        log.warning("this file system has no file locks (%s): a second run writing the same "
+                    "output would not be stopped", error.strerror)
     return True
 
 

@@ -102,7 +102,7 @@ def main() -> None:
 
 Command: `python benchmarks/bench_demo.py{' --quick' if args.quick else ''}` (runs
 `dleem demo{' --quick' if args.quick else ''} -o {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}`).
-Date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, dleem {doc['dleem_version']},
+Date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, dleem {doc['dleem_version']},
 {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, no GPU; load average
 {load0[0]:.1f} before, {load1[0]:.1f} after (the machine was shared with other jobs: the
 times are upper bounds, and the wall-clock training budget bought fewer steps than alone).

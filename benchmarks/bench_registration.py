@@ -349,7 +349,7 @@ def main(argv=None) -> int:
     lines = [
         "# Registration benchmark\n",
         f"Command: `python benchmarks/bench_registration.py {' '.join(sys.argv[1:] if argv is None else argv)}`  ",
-        f"Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {platform.machine()}, "
+        f"Date: {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M UTC}; machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; load at start: `{load()}`.\n",
     ]
     lines.append(NOTES)

@@ -69,7 +69,7 @@ def main() -> int:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; shared with other jobs: 1-min load average "
         f"{min(loads):.1f}-{max(loads):.1f} during the runs.",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.",
         "",
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -79,8 +79,8 @@ def test_example_config_parses():
 def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
     import dleem.registration.pipeline as rw
     import dleem.training as training
-    from dleem.workspace import Workspace
     from dleem.models import ModelConfig, build_generator, save_model
+    from dleem.workspace import Workspace
 
     out = tmp_path / "out"
     calls = []

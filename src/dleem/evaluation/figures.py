@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from dleem.io.atomic import atomic_write  # noqa: E402
+
 DPI = 100
 REF_COLOR = "black"
 BICUBIC_COLOR = "#d95f02"
@@ -255,10 +257,7 @@ def map_figure(path: Path, img: np.ndarray, px_um: float, title: str, *, cmap: s
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)

@@ -355,7 +355,7 @@ def test_mean_far_from_training_warns(model_u8, caplog):
 
 
 def test_bigtiff_above_the_classic_limit(tmp_path, model_u8, monkeypatch):
-    monkeypatch.setattr(stream_mod, "CLASSIC_TIFF_LIMIT", 10_000)  # pretend 4 GiB is 10 kB
+    monkeypatch.setattr("dleem.io.write.CLASSIC_TIFF_LIMIT", 10_000)  # pretend 4 GiB is 10 kB
     src = _write_tif(tmp_path / "LR.tif", _image((40, 40), np.uint8))
     out = upscale_file(src, model_u8, tmp_path / "SR.tif", tile=16, device="cpu")
     with tifffile.TiffFile(out) as tif:

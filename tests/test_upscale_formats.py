@@ -61,7 +61,7 @@ def test_no_warning_for_ome_tif(tmp_path, model_u8, caplog):
 def test_large_outputs_are_tiled(tmp_path, model_u8, monkeypatch):
     from dleem.upscale.consistency import write_consistency
 
-    monkeypatch.setattr(stream, "STRIP_MAX_PIXELS", 1000)  # pretend 16384² is 1000 px
+    monkeypatch.setattr("dleem.io.write.STRIP_MAX_PIXELS", 1000)  # pretend 16384² is 1000 px
     img = _image((60, 50), np.uint8)
     src = _write_tif(tmp_path / "LR.tif", img)
     out, cons = tmp_path / "SR.ome.tif", tmp_path / "cons.tif"
@@ -74,7 +74,7 @@ def test_large_outputs_are_tiled(tmp_path, model_u8, monkeypatch):
     # the tiled and the striped consistency maps hold the same numbers
     sr = tifffile.imread(out)
     tiled = tifffile.imread(cons)
-    monkeypatch.setattr(stream, "STRIP_MAX_PIXELS", 2**28)
+    monkeypatch.setattr("dleem.io.write.STRIP_MAX_PIXELS", 2**28)
     write_consistency(tmp_path / "strips.tif", sr, img, scale=4, sigma_lr_px=0.8, dtype_max=255.0,
                       lr_pixel_size_um=LR_PX, tile=16)
     with tifffile.TiffFile(tmp_path / "strips.tif") as tif:

@@ -114,15 +114,15 @@ def write_consistency(
 ) -> dict[str, Any]:
     """Stream the map into a float32 OME-TIFF at ``path`` (atomic) and draw the summary PNG.
 
-    The TIFF is in strips up to `stream.STRIP_MAX_PIXELS` (ImageJ opens it without
-    Bio-Formats), in tiles above, with the LR pixel size as OME ``PhysicalSizeX/Y`` and
-    as resolution tags in cm. Returns the summary statistics (LR grey levels) and the
+    The TIFF follows `dleem.io.write`'s layout rule: strips up to `STRIP_MAX_PIXELS` (ImageJ
+    opens it without Bio-Formats), tiles above, the LR pixel size as OME ``PhysicalSizeX/Y``
+    and as resolution tags in cm. Returns the summary statistics (LR grey levels) and the
     files written.
     """
 
     import tifffile
 
-    from dleem.upscale.stream import needs_bigtiff, resolution_options, tiff_layout
+    from dleem.io.write import needs_bigtiff, ome_pixel_size, resolution_options, tiff_layout
 
     h, w = lr.shape
     factor = 1
@@ -152,11 +152,8 @@ def write_consistency(
             for s0 in range(0, r1 - r0, rows):
                 yield band[s0:s0 + rows]
 
-    metadata: dict[str, Any] = {"axes": "YX", "Description": "dleem consistency map: "
-                                "degrade(SR) - LR in LR grey levels"}
-    if lr_pixel_size_um:
-        metadata.update(PhysicalSizeX=lr_pixel_size_um, PhysicalSizeXUnit="µm",
-                        PhysicalSizeY=lr_pixel_size_um, PhysicalSizeYUnit="µm")
+    metadata: dict[str, Any] = {"axes": "YX", **ome_pixel_size(lr_pixel_size_um), "Description":
+                                "dleem consistency map: degrade(SR) - LR in LR grey levels"}
 
     def write(tmp: str) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=needs_bigtiff([(h, w)], np.float32), ome=True) as tw:

@@ -19,10 +19,10 @@ Two runs writing the same output would share that work store; a `RunLock` (an
 makes the second one refuse, and `WorkStore.create` never deletes a store that another
 live run holds.
 
-TIFF layout: below `STRIP_MAX_PIXELS` every level is written in strips (ImageJ without
-Bio-Formats opens no tiled TIFF), above it in 512 x 512 tiles; pixel sizes go to the
-OME ``PhysicalSizeX/Y`` and to ``XResolution``/``YResolution`` in pixels per centimetre
-(``ResolutionUnit`` 3), which ImageJ's own reader shows in µm.
+TIFF layout, the rule of `dleem.io.write`: below `STRIP_MAX_PIXELS` every level is written
+in strips (ImageJ without Bio-Formats opens no tiled TIFF), above it in 512 x 512 tiles;
+pixel sizes go to the OME ``PhysicalSizeX/Y`` and to ``XResolution``/``YResolution`` in
+pixels per centimetre (``ResolutionUnit`` 3), which ImageJ's own reader shows in µm.
 
 Geometry recorded with the output: fine pixel ``j`` has its centre at LR coordinate
 ``(j + 0.5) / k - 0.5`` (LR pixel centres on integers), i.e. the SR grid origin sits
@@ -45,19 +45,21 @@ import numpy as np
 
 from dleem.errors import DleemError
 from dleem.imaging import to_dtype
+from dleem.io.write import (
+    TIFF_TILE,
+    needs_bigtiff,
+    ome_pixel_size,
+    resolution_options,
+    rows_per_strip,
+    tiff_layout,
+)
 
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "dleem-progress.txt"
 #: OME-NGFF versions written: 0.4 is zarr v2 (Bio-Formats, Fiji, QuPath), 0.5 zarr v3.
 NGFF_VERSIONS = ("0.4", "0.5")
-TIFF_TILE = 512
 PYRAMID_MIN_SIDE = 512
-CLASSIC_TIFF_LIMIT = 2**32 - 2**26  # bytes of pixel data kept below 4 GiB with room for IFDs
-#: Level-0 pixels up to which a TIFF is written in strips (16384 x 16384), tiled above.
-STRIP_MAX_PIXELS = 2**28
-#: Target bytes per strip (rows per strip is a power of two dividing `TIFF_TILE`).
-STRIP_BYTES = 2**18
 
 
 # -- input ---------------------------------------------------------------------------
@@ -372,19 +374,6 @@ def _tiles(level: Any, tile: int) -> Iterator[np.ndarray]:
             yield band[:, c0:c0 + tile]
 
 
-def rows_per_strip(width: int, dtype: Any) -> int:
-    """Rows per strip: about `STRIP_BYTES` per strip, a power of two dividing `TIFF_TILE`."""
-    rows = max(1, STRIP_BYTES // max(1, width * np.dtype(dtype).itemsize))
-    return min(TIFF_TILE, 1 << (rows.bit_length() - 1))
-
-
-def tiff_layout(shape: tuple[int, int], dtype: Any) -> dict[str, Any]:
-    """TiffWriter options for a level: strips up to `STRIP_MAX_PIXELS`, tiles above."""
-    if int(shape[0]) * int(shape[1]) <= STRIP_MAX_PIXELS:
-        return {"rowsperstrip": rows_per_strip(int(shape[1]), dtype)}
-    return {"tile": (TIFF_TILE, TIFF_TILE)}
-
-
 def segments(level: Any, layout: dict[str, Any]) -> Iterator[np.ndarray]:
     """The strips or tiles of a (lazy) 2-D array in TIFF order, for `tiff_layout` options;
     memory: one band of `TIFF_TILE` rows."""
@@ -396,20 +385,6 @@ def segments(level: Any, layout: dict[str, Any]) -> Iterator[np.ndarray]:
         band = np.asarray(level[r0:r0 + TIFF_TILE])
         for s0 in range(0, band.shape[0], rows):
             yield band[s0:s0 + rows]
-
-
-def resolution_options(pixel_size_um: float | None, factor: float = 1.0) -> dict[str, Any]:
-    """``XResolution``/``YResolution`` in pixels per cm (``ResolutionUnit`` 3)."""
-    if not pixel_size_um:
-        return {}
-    per_cm = 1e4 / (pixel_size_um * factor)
-    return {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
-
-
-def needs_bigtiff(shapes: list[tuple[int, int]], dtype: Any) -> bool:
-    """Classic TIFF (readable by ImageJ 1) when all pixel data fit under 4 GiB."""
-    size = sum(int(np.prod(s)) for s in shapes) * np.dtype(dtype).itemsize
-    return size > CLASSIC_TIFF_LIMIT
 
 
 def write_ome_tiff(
@@ -428,9 +403,8 @@ def write_ome_tiff(
     shapes = [tuple(lv.shape) for lv in levels]
     dtype = np.dtype(levels[0].dtype)
     metadata: dict[str, Any] = {"axes": "YX", "Name": name or path.name.lstrip(".").split(".")[0]}
+    metadata.update(ome_pixel_size(pixel_size_um))
     if pixel_size_um:
-        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeXUnit="µm",
-                        PhysicalSizeY=pixel_size_um, PhysicalSizeYUnit="µm")
         if origin_um is not None:
             metadata["Plane"] = {"PositionX": [origin_um], "PositionXUnit": ["µm"],
                                  "PositionY": [origin_um], "PositionYUnit": ["µm"]}

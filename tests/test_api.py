@@ -30,6 +30,13 @@ def test_import_and_help_load_no_torch():
     assert out.stdout.split() == ["0", "0"]
 
 
+def test_import_and_the_cli_load_no_napari_nor_qt():
+    code = ("import sys, dleem, dleem.cli; dleem.cli.build_parser();"
+            "print([m for m in ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide6') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
     if parts[-1] == "__init__":

@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from dleem import imaging
 from dleem.errors import DleemError
+from dleem.evaluation import pores
 from dleem.evaluation.evaluate import EvalOptions, Upscaler, evaluate, open_workspace
 from dleem.evaluation.sampling import sample_tiles
 
@@ -120,27 +121,37 @@ def workspace(tmp_path_factory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("evalws"))
 
 
-def test_tiles_come_only_from_test_boxes_and_valid_pixels(workspace):
+def test_tiles_are_an_independent_grid_inside_test_boxes_and_valid_pixels(workspace):
     ws = open_workspace(workspace)
     region = ws.manifest.regions[0]
-    tiles = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=3)
-    assert len(tiles) == 500
+    tiles = sample_tiles([region], ws.masks, scale=K, tile_size=64, seed=3)
     test = region.splits.test[0]
     others = region.splits.train + region.splits.val
+    size = 64 // K
+    # A 64 x 64 LR px test box on a 16-px grid anchored at LR (0, 0): 16 cells, minus the
+    # one under the masked strip.
+    assert len(tiles) == 15
+    cells = set()
     for t in tiles:
-        r0, c0, r1, c1 = t.lr_box
+        r0, c0, r1, c1 = t.crop_box
         assert test[0] <= r0 and r1 <= test[2] and test[1] <= c0 and c1 <= test[3]
         for b in others:  # never overlaps a training or validation box
             assert r1 <= b[0] or b[2] <= r0 or c1 <= b[1] or b[3] <= c0
+        g0, g1 = t.lr_box[0], t.lr_box[1]
+        assert g0 % size == 0 and g1 % size == 0  # on the grid of the LR image
+        assert (g0 - r0, g1 - c0) == tuple(region.lr_box[:2])
         fr0, fc0, fr1, fc1 = t.fine_box
         assert ws.masks["HR_1"][fr0:fr1, fc0:fc1].all()
-    # Seeded: same tiles for the same seed, different for another.
-    again = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=3)
-    assert again == tiles
-    assert sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=500, seed=4) != tiles
-    # Every candidate position is reachable: asking for more gives all distinct positions.
-    everything = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=10**6, seed=0)
-    assert len({(t.row, t.col) for t in everything}) == len(everything) < 10**6
+        cells.add((g0, g1))
+    assert len(cells) == len(tiles)  # no two tiles share a pixel
+    # A cap takes a seeded subset of the grid: same for the same seed, another for another.
+    sub = sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=5, seed=3)
+    assert len(sub) == 5 and set(sub) <= set(tiles)
+    assert sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=5, seed=3) == sub
+    assert sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=5, seed=4) != sub
+    # The whole region: every valid cell of the crop (the strip covers LR columns 50-128).
+    whole = sample_tiles([region], ws.masks, scale=K, tile_size=64, area="all")
+    assert len(whole) == 8 * 8 - 5 and set(tiles) <= set(whole)  # 5 cells under the strip
 
 
 def test_tile_size_errors(workspace):
@@ -148,37 +159,58 @@ def test_tile_size_errors(workspace):
     region = ws.manifest.regions[0]
     with pytest.raises(DleemError, match="multiple of the scale"):
         sample_tiles([region], ws.masks, scale=K, tile_size=66, n_tiles=5)
-    with pytest.raises(DleemError, match="tile_size 512: no test box holds"):
+    with pytest.raises(DleemError, match="region HR_1 is too small for one tile: its largest "
+                                         "test area is 64 x 64 LR px"):
         sample_tiles([region], ws.masks, scale=K, tile_size=512, n_tiles=5)
+    with pytest.raises(DleemError, match="tiles must be >= 1"):
+        sample_tiles([region], ws.masks, scale=K, tile_size=64, n_tiles=0)
 
 
-def test_evaluate_scores_methods_on_the_same_tiles(workspace):
+def _truth(box, k):  # the noise-free fine image of the fabricated specimen
+    fine = cached_fine(0)
+    r0, c0, r1, c1 = box
+    return fine[k * r0:k * r1, k * c0:k * c1]
+
+
+@pytest.fixture(scope="module")
+def evaluation(workspace):
     ws = open_workspace(workspace)
+    return evaluate(ws, fake_models(), EvalOptions(tile_size=64, seed=1, gallery=3,
+                                                   thickness_tiles=4), truth=_truth)
 
-    def truth(box, k):  # the noise-free fine image of the fabricated specimen
-        fine = cached_fine(0)
-        r0, c0, r1, c1 = box
-        return fine[k * r0:k * r1, k * c0:k * c1]
 
-    ev = evaluate(ws, fake_models(), EvalOptions(tiles=12, tile_size=64, seed=1, gallery=3,
-                                                 thickness_tiles=4), truth=truth)
-    assert len(ev.tiles) == 12 and len(ev.gallery) == 3
+def test_evaluate_scores_methods_on_the_same_tiles(evaluation):
+    ev = evaluation
+    assert len(ev.tiles) == 15 and len(ev.gallery) == 3 and len(ev.pore_tiles) == 3
     for name in ("bicubic", "model-sharp", "truth"):
         res = ev.methods[name]
-        assert len(res.ssim) == len(res.psnr) == 12
+        assert len(res.ssim) == len(res.psnr) == len(res.match_hr) == 15
         assert all(0 < s < 1 for s in res.ssim)
     # HR is the noise-free image plus 2-grey-level noise: truth scores ~ 20 log10(255/2) dB.
     assert np.median(ev.methods["truth"].psnr) == pytest.approx(20 * math.log10(255 / 2), abs=0.5)
-    # Truth against itself is identical: infinite PSNR, SSIM 1.
-    assert all(math.isinf(p) for p in ev.methods["truth"].psnr_truth)
     # The blurred LR loses the small pores: bicubic is worse than the truth everywhere.
     assert np.median(ev.methods["bicubic"].ssim) < np.median(ev.methods["truth"].ssim)
     # The HR porosity matches the segmentation of the HR tiles.
     assert 0.05 < np.median(ev.methods["HR"].porosity) < 0.5
-    assert ev.methods["HR"].pooled_diameters().size > 5
+    assert sum(d.size for d in ev.methods["HR"].diameters_um) > 5
+    # Truth matched against HR: nearly every HR pore is recalled, nearly all are correct.
+    truth_vs_hr = pores.match_summary(ev.methods["truth"].match_hr, K)
+    assert truth_vs_hr["pore_recall"] > 0.9 and truth_vs_hr["pore_precision"] > 0.9
+    assert ev.truth_threshold is not None
 
 
-def test_metrics_json_schema_and_no_infinity(workspace, tmp_path):
+def test_gallery_tiles_sit_at_the_stated_porosity_quantiles(evaluation):
+    ev = evaluation
+    hr_por = np.asarray(ev.methods["HR"].porosity)
+    for g in ev.gallery + ev.pore_tiles:
+        i = g["_index"]
+        assert g["_tile"] == ev.tiles[i] and g["_porosity"] == pytest.approx(hr_por[i])
+        rank = np.searchsorted(np.sort(hr_por), hr_por[i])
+        assert abs(rank - g["_quantile"] * (len(hr_por) - 1)) <= 1.5
+    assert [g["_quantile"] for g in ev.pore_tiles] == [0.25, 0.5, 0.75]
+
+
+def test_metrics_json_v2_schema_and_no_infinity(workspace, tmp_path):
     from dleem.evaluation.pipeline import evaluate_workspace
 
     index = evaluate_workspace(workspace, fake_models(),
@@ -186,18 +218,50 @@ def test_metrics_json_schema_and_no_infinity(workspace, tmp_path):
                                            thickness_tiles=3),
                                use_truth=False, out_dir=tmp_path / "report")
     doc = json.loads((index.parent / "metrics.json").read_text())  # strict JSON: no Infinity
-    assert doc["schema"] == "dleem-metrics" and doc["settings"]["tiles"] == 8
+    assert doc["schema"] == "dleem-metrics" and doc["schema_version"] == 2
+    assert doc["settings"]["tiles"] == 8 and doc["crossval"] is None
+    for t in doc["tiles"]:
+        assert t["region"] == "HR_1" and len(t["lr_crop_box"]) == len(t["lr_box"]) == 4
+        assert [a - b for a, b in zip(t["lr_box"], t["lr_crop_box"], strict=True)] == [16, 16] * 2
     for name in ("bicubic", "model-sharp"):
         m = doc["methods"][name]
         assert len(m["ssim"]["per_tile"]) == 8 and m["ssim"]["median"] is not None
-        assert len(m["psnr_db"]["per_tile"]) == 8
+        lo, hi = m["ssim"]["ci95"]
+        assert lo <= m["ssim"]["median"] <= hi
+        assert len(m["psnr_db"]["ci95"]) == 2
         for key in ("psd_wasserstein_um", "psd_ks_statistic", "pore_size_function_wasserstein_um"):
             assert m["vs_HR"][key] is not None and m["vs_HR"][key] >= 0
+        vs = m["vs_HR"]
+        assert 0 <= vs["pore_precision"] <= 1 and 0 <= vs["pore_recall"] <= 1
+        assert vs["pore_merges"] >= 0 and vs["pore_splits"] >= 0
+        classes = vs["pore_recall_by_size"]
+        assert [c["min_lr_px"] for c in classes] == [0, 1, 1.5, 2, 3, 5]
+        assert classes[-1]["max_lr_px"] is None
+        assert all((c["recall"] is None) == (c["n"] == 0) for c in classes)
+        assert "resolved_pore_size_lr_px" in vs
+        assert m["per_region"]["HR_1"]["ssim"]["median"] == m["ssim"]["median"]
         assert len(m["porosity"]["per_tile"]) == 8
     assert "ssim" not in doc["methods"]["HR"]
+    # local thickness is bounded by the tile (64 fine px of 0.1 µm)
+    assert doc["methods"]["HR"]["pore_size_function_um"]["max"] <= 6.4
     t = doc["imaging_time"]
     assert t["available"] and t["full_hr_pixels"] == pytest.approx(160 * 160 * 16)
     assert t["time_saved_fraction"] == pytest.approx(1 - (160 * 160 + 512 * 512) / (160 * 160 * 16))
+    page = index.read_text()
+    assert "No cross-validation in this workspace" in page and "pore_recall.png" in page
+
+
+def test_a_threshold_that_leaves_no_pore_is_refused_before_the_work(workspace):
+    ws = open_workspace(workspace)
+    called = []
+
+    def model(lr):
+        called.append(1)
+        return sharpened(lr)
+
+    with pytest.raises(DleemError, match="leaves no pore in the HR of the 15 tiles"):
+        evaluate(ws, [Upscaler("m", model, 6)], EvalOptions(tile_size=64, threshold=1.0))
+    assert not called
 
 
 def test_imaging_time_with_and_without_dwell_times():

@@ -25,6 +25,7 @@ def test_evaluate_cli_writes_report_and_metrics(ws_and_model, capsys):
     ws, model = ws_and_model
     code = main(["evaluate", str(ws), "--model", str(model), "--tiles", "5", "--tile-size", "64",
                  "--gallery", "1", "--thickness-tiles", "2", "--threshold", "li", "--seed", "7"])
+    assert not (ws / "report" / "index.html").with_name("nothing").exists()
     assert code == 0
     out = capsys.readouterr().out
     assert str(ws / "report" / "index.html") in out
@@ -37,8 +38,11 @@ def test_evaluate_cli_writes_report_and_metrics(ws_and_model, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--threshold", "bogus"], "--threshold 'bogus'"),
     (["--tile-size", "66"], "multiple of the scale"),
-    (["--tile-size", "1024"], "--tile-size 1024: no test box holds"),
+    (["--tile-size", "1024"], "--tile-size 1024: region HR_1 is too small for one tile: its "
+                              "largest test area is 64 x 64 LR px"),
     (["--tiles", "0"], "--tiles must be >= 1"),
+    (["--threshold", "1"], "--threshold 1.0 (1 grey levels) leaves no pore in the HR of the 1 "
+                           "tile (dark pores): porosity is 0 there and nothing else is computed"),
 ])
 def test_evaluate_cli_errors_are_one_line(ws_and_model, capsys, args, message):
     ws, model = ws_and_model

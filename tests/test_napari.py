@@ -99,13 +99,14 @@ def test_the_workspace_opens_as_layers_in_lr_micrometres(make_napari_viewer, wor
 
     with tifffile.TiffFile(workspace.sr_path) as tif:
         ome = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        shapes = [level.shape for level in tif.series[0].levels]
     record = json.loads(ome["Description"])["dleem"]
     pixels = ome["Pixels"]
     sr = layers["SR x4"]
     np.testing.assert_allclose(sr.scale, [pixels["PhysicalSizeY"], pixels["PhysicalSizeX"]])
     np.testing.assert_allclose(sr.translate, [pixels["Plane"]["PositionY"]] * 2)
     assert sr.translate[0] == pytest.approx(record["sr_origin_lr_px"] * px)
-    assert sr.multiscale is False or len(sr.data) >= 1
+    assert sr.multiscale and [level.shape for level in sr.data] == shapes
 
     # the splits: rectangles whose edges are the LR pixel edges of the manifest's boxes
     pairs = workspace.read_pairs()
@@ -122,6 +123,24 @@ def test_the_workspace_opens_as_layers_in_lr_micrometres(make_napari_viewer, wor
     cons = layers["consistency"]
     np.testing.assert_allclose(cons.scale, [px, px])
     assert cons.opacity < 1 and cons.colorbar.visible
+
+
+@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+def test_an_ome_zarr_sr_opens_at_its_ngff_scale_and_translation(make_napari_viewer, workspace,
+                                                                scene, tmp_path, ngff):
+    import zarr
+
+    out = tmp_path / "SR.ome.zarr"
+    assert main(["upscale", str(scene / "LR.tif"), "--model", str(workspace.models_dir / "model-mae"),
+                 "-o", str(out), "--ngff", ngff, "--device", "cpu"]) == 0
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    multiscale = (attrs.get("ome") or attrs)["multiscales"][0]
+    level0 = {t["type"]: t[t["type"]] for t in multiscale["datasets"][0]["coordinateTransformations"]}
+    (sr,) = _open(make_napari_viewer(), out).values()
+    np.testing.assert_allclose(sr.scale, level0["scale"])
+    np.testing.assert_allclose(sr.translate, level0["translation"])
+    assert sr.translate[0] == pytest.approx(attrs["dleem"]["sr_origin_lr_px"]
+                                            * attrs["dleem"]["lr_pixel_size_um"])
 
 
 def test_trust_blocks_and_proposed_regions_are_placed(make_napari_viewer, workspace, tmp_path):

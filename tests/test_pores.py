@@ -90,3 +90,107 @@ def test_distribution_distances():
     same = pores.distribution_distances(a, a)
     assert same.wasserstein == 0 and same.ks_statistic == 0
     assert pores.distribution_distances(np.zeros(0), a).wasserstein is None
+
+
+def test_local_thickness_of_a_strip_is_its_width():
+    m = np.zeros((60, 200), bool)
+    m[20:31, :] = True  # 11 px wide, running off both side edges
+    lt = pores.local_thickness(m)
+    centre = lt[20:31, 40:160]
+    assert np.median(centre) == pytest.approx(11, abs=1.0)
+
+
+def test_local_thickness_is_not_inflated_by_the_image_edge():
+    # A pore cut by the edge: before, edge replication extended it without bound.
+    m = np.zeros((64, 64), bool)
+    m[:, :12] = True  # a 12-px band along the left edge, open to three edges
+    lt = pores.local_thickness(m)
+    assert lt.max() <= 12 + 1e-9
+    # The whole image pore: bounded by the image, not infinite.
+    full = pores.local_thickness(np.ones((40, 40), bool))
+    assert full.max() <= 40
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_local_thickness_exceeds_the_largest_disc_that_fits(seed):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    m = ndimage.gaussian_filter(rng.normal(size=(96, 96)), 3) > 0.05
+    lt = pores.local_thickness(m)
+    d = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+    largest = 2 * d.max() - 1  # diameter of the largest disc inside the pore phase
+    assert lt.max() <= largest + 1e-9 and np.all(lt[m] > 0) and np.all(lt[~m] == 0)
+
+
+def test_local_thickness_agrees_with_porespy_where_installed():
+    ps = pytest.importorskip("porespy")
+    m = discs((96, 96), [((30, 30), 10.5), ((70, 66), 16.5)])
+    ours = pores.local_thickness(m)
+    theirs = 2 * ps.filters.local_thickness(m, sizes=60)  # porespy gives radii
+    assert np.median(np.abs(ours[m] - theirs[m])) <= 1.5
+
+
+def test_remove_edge_pores_keeps_the_interior_ones():
+    m = discs((64, 64), [((32, 32), 6.5), ((0, 10), 5.0)])
+    kept = pores.remove_edge_pores(m)
+    assert kept[32, 32] and not kept[0, 10] and kept.sum() == discs((64, 64), [((32, 32), 6.5)]).sum()
+
+
+def test_match_pores_precision_recall_merges_splits():
+    ref = discs((100, 100), [((20, 20), 5.5), ((20, 40), 5.5), ((70, 70), 8.5), ((70, 25), 4.5)])
+    method = np.zeros_like(ref)
+    method[14:27, 14:47] = True  # one blob over the first two: a merge
+    method[62:79, 62:69] = True  # the third, in two halves: a split
+    method[62:79, 70:79] = True
+    method[88:94, 88:94] = True  # a false pore
+    # the fourth reference pore is missed
+    m = pores.match_pores(method, ref, min_area_px=4)
+    assert m.ref_recalled.tolist() == [True, True, True, False]  # raster order: (70, 25) last
+    # correct: the two halves; the merging blob is mostly solid between its two discs, and
+    # the false pore is no pore at all
+    assert m.n_method == 4 and m.n_correct == 2
+    assert m.merges == 1 and m.splits == 1
+    np.testing.assert_allclose(m.ref_diameter_px, 2 * np.sqrt(ref_areas(ref) / np.pi))
+    s = pores.match_summary([m, m], scale=4)
+    assert s["pore_precision"] == pytest.approx(0.5) and s["pore_recall"] == pytest.approx(0.75)
+    assert s["pore_merges"] == 2 and s["pore_splits"] == 2
+
+
+def ref_areas(mask):
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, np.ones((3, 3)))
+    return np.bincount(labels.ravel())[1:]
+
+
+def test_edge_pores_and_tiny_pores_are_not_matched():
+    ref = discs((50, 50), [((0, 25), 6.0), ((25, 25), 6.5)])
+    ref[40, 5] = True  # one pixel: below min_area_px
+    m = pores.match_pores(ref, ref, min_area_px=4)
+    assert m.ref_recalled.size == 1 and m.n_method == 1 and m.n_correct == 1
+
+
+def test_recall_by_size_classes_and_resolved_size():
+    d = np.array([0.5, 0.7, 1.2, 1.7, 2.5, 4.0, 6.0])
+    ok = np.array([False, True, False, True, True, True, True])
+    classes = pores.recall_by_size(d, ok)
+    assert [(c["min_lr_px"], c["max_lr_px"]) for c in classes] == [
+        (0.0, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, None)]
+    assert [c["n"] for c in classes] == [2, 1, 1, 1, 1, 1] and classes[0]["recall"] == 0.5
+    assert pores.recall_by_size(np.zeros(0), np.zeros(0, bool))[0]["recall"] is None
+
+    def cl(*rows):
+        return [{"min_lr_px": lo, "max_lr_px": None, "n": n, "recall": r} for lo, n, r in rows]
+
+    # from 2 up, every class with n >= 20 reaches 0.8 (the 3-5 class has too few to count)
+    assert pores.resolved_pore_size(cl((1, 50, 0.3), (2, 40, 0.85), (3, 5, 0.1), (5, 30, 1.0))) == 2
+    # a counted class below 0.8 above the others: no start qualifies from below it
+    assert pores.resolved_pore_size(cl((1, 50, 0.9), (2, 40, 0.5), (5, 30, 0.95))) == 5
+    assert pores.resolved_pore_size(cl((1, 50, 0.9), (5, 30, 0.5))) is None
+    assert pores.resolved_pore_size(cl((1, 5, 1.0))) is None
+
+
+def test_ks_pvalue_needs_three_values_per_side():
+    assert pores.ks_pvalue(np.array([1.0, 2.0]), np.array([1.0, 2.0, 3.0])) is None
+    assert 0 <= pores.ks_pvalue(np.arange(10.0), np.arange(10.0) + 0.5) <= 1

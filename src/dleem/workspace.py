@@ -8,7 +8,8 @@ writes its records. The stages exchange these records, never dicts with string k
     WORKSPACE/qc/                      QC figures
     WORKSPACE/pairs/manifest.json      PairsManifest        the training pairs
     WORKSPACE/upscale/SR.ome.tif, upscale.json (UpscaleRecord), consistency.tif, trust.tif
-    WORKSPACE/crossval/, plan/plan.json, report/
+    WORKSPACE/crossval/crossval.json    CrossvalRecord       dleem crossval (+ one model per fold)
+    WORKSPACE/plan/plan.json, report/
 
 Every record is a versioned dataclass with ``from_dict`` / ``to_dict``. Reading rejects
 unknown keys and missing ones, and every error names the file and the key, so a typo or
@@ -454,6 +455,74 @@ class UpscaleRecord:
 
 
 # ----------------------------------------------------------------------------- the workspace
+# ----------------------------------------------------------------------------- cross-validation
+
+
+@dataclass
+class CrossvalFold:
+    """One fold of ``crossval/crossval.json``: what was held out, what trained, its scores.
+
+    ``metrics`` has the form of metrics.json ``methods``: ``{"model": ENTRY, "bicubic":
+    ENTRY}`` scored on the whole held-out area; ``held_out_box`` is the held-out block (LR-crop
+    px) in the spatial k-fold of a single region, None when a whole region is held out.
+    """
+
+    held_out: str
+    trained_on: list[str]
+    model_dir: str
+    metrics: dict[str, Any]
+    held_out_box: Box | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> CrossvalFold:
+        return _build(cls, data, where, {"held_out_box": lambda v: None if v is None else _box(v)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+CROSSVAL_METHODS = ("model", "bicubic")
+
+
+@dataclass
+class CrossvalRecord:
+    """``crossval/crossval.json``: the folds and the estimate for LR area without HR.
+
+    ``estimate[METHOD]`` (METHOD in ``model``, ``bicubic``) is ``{"vs_HR": E, "vs_truth": E
+    or None}`` with ``E = {"ssim": {"median", "ci95"}, "psnr_db": {"median", "ci95"}}``.
+    ``scheme`` is ``"leave-one-region-out"`` or ``"spatial-k-fold"`` (one region).
+    """
+
+    folds: list[CrossvalFold]
+    estimate: dict[str, Any]
+    scheme: str
+    note: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_utc: str = field(default_factory=utc_now)
+    dleem_version: str = field(default_factory=_version)
+    schema: str = "dleem-crossval"
+    schema_version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.schema != "dleem-crossval":
+            raise DleemError(f"'schema' is {self.schema!r}, not 'dleem-crossval'")
+        missing = [m for m in CROSSVAL_METHODS if m not in self.estimate]
+        if missing:
+            raise DleemError(f"'estimate' has no '{missing[0]}'")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> CrossvalRecord:
+        _check_version(data, where, (1,), key="schema_version")
+        return _build(cls, data, where, {
+            "folds": lambda v: [CrossvalFold.from_dict(f, f"{where} folds[{i}]")
+                                for i, f in enumerate(v)],
+        })
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
 
 
 def _read_json(path: Path) -> Any:
@@ -483,6 +552,7 @@ class Workspace:
     TRUST = "trust.tif"
     CROSSVAL = "crossval"
     PLAN = "plan"
+    CROSSVAL_RECORD = "crossval.json"
     REPORT = "report"
     MODELS = "models"
 
@@ -541,6 +611,10 @@ class Workspace:
         return self.path / self.CROSSVAL
 
     @property
+    @property
+    def crossval_json(self) -> Path:
+        return self.crossval_dir / self.CROSSVAL_RECORD
+
     def plan_json(self) -> Path:
         return self.path / self.PLAN / "plan.json"
 
@@ -560,7 +634,7 @@ class Workspace:
         """Files and folders the steps write: an input must never lie there."""
         root = self.path.resolve()
         return {root / self.REGISTRATION, root / self.MANIFEST, root / self.QC, root / self.PAIRS,
-                root / self.UPSCALE, root / self.REPORT}
+                root / self.UPSCALE, root / self.REPORT, root / self.CROSSVAL}
 
     def check_not_output(self, inputs: Sequence[str | PathLike[str]]) -> None:
         """Refuse inputs that lie where this workspace writes (they would be overwritten)."""
@@ -623,6 +697,16 @@ class Workspace:
         return write_json(self.upscale_json, record.to_dict())
 
     def upscaled(self) -> tuple[Path | None, Path | None, str | None]:
+    def read_crossval(self, path: str | PathLike[str] | None = None) -> CrossvalRecord:
+        """``crossval/crossval.json`` (or the file ``path``)."""
+        return self._read(Path(path) if path is not None else self.crossval_json,
+                          CrossvalRecord.from_dict, "dleem crossval")
+
+    def write_crossval(self, record: CrossvalRecord,
+                       path: str | PathLike[str] | None = None) -> Path:
+        return write_json(Path(path) if path is not None else self.crossval_json,
+                          record.to_dict())
+
         """The whole-area SR, its consistency map and the model name, where present."""
         record = self.read_upscale()
         sr = self.sr_path if self.sr_path.exists() else None

@@ -14,10 +14,20 @@ import traceback
 from collections.abc import Sequence
 
 from dleem import __version__
-from dleem.cli import demo, evaluate, info, register, run_config, synth, train, upscale
+from dleem.cli import (
+    crossval,
+    demo,
+    evaluate,
+    info,
+    register,
+    run_config,
+    synth,
+    train,
+    upscale,
+)
 from dleem.errors import Cancelled, DleemError, ParameterError
 
-COMMANDS = (info, synth, register, train, upscale, evaluate, demo, run_config)
+COMMANDS = (info, synth, register, train, crossval, upscale, evaluate, demo, run_config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,12 @@
-"""Evaluate upscalers on the held-out test tiles of a workspace.
+"""Evaluate upscalers on independent tiles of a workspace.
 
-For every random test tile (see `dleem.evaluation.sampling`) this computes, on the fine
-grid, SSIM and PSNR of each method (bicubic and every model) against the registered HR
-target (and, on synthetic data, against the noise-free truth), and the pore statistics of
-each (see `dleem.evaluation.pores`). SR is computed from the LR image around the test tiles
-with a halo of the model's receptive field, exactly as the whole-image upscaling would see
-it; the training pairs are never read, only the test boxes of the manifest.
+For every tile of the evaluation grid (see `dleem.evaluation.sampling`: the test boxes of
+the manifest, or the whole of a held-out region) this computes, on the fine grid, SSIM and
+PSNR of each method (bicubic and every model) against the registered HR target (and, on
+synthetic data, against the noise-free truth), the pore statistics of each, and the pores
+matched one by one against HR and truth (see `dleem.evaluation.pores`). SR is computed from
+the LR image around the evaluated area with a halo of the model's receptive field, exactly
+as the whole-image upscaling would see it; the training pairs are never read.
 
 The methods are plain callables (an LR window in, its fine-grid image out), so tests can
 feed fabricated "models" and the CLI feeds real ones (`model_upscaler`).
@@ -25,17 +26,22 @@ import numpy as np
 
 from dleem import imaging
 from dleem.errors import DleemError, InputError, ParameterError
-from dleem.evaluation import metrics, pores
+from dleem.evaluation import metrics, pores, stats
 from dleem.evaluation.sampling import EvalTile, sample_tiles
 from dleem.io import sha256_file
-from dleem.workspace import PairsManifest, Workspace
+from dleem.progress import ProgressCallback
+from dleem.workspace import PairRegion, PairsManifest, Workspace
 
 log = logging.getLogger(__name__)
 
-#: Tiles whose images are kept for the report's gallery and segmentation figures.
+#: Tiles whose images are kept for the report's gallery, at these quantiles of HR porosity.
 GALLERY_TILES = 6
+#: The pore figures' tiles: these quantiles of HR porosity over all tiles of all regions.
+PORE_FIGURE_QUANTILES = (0.25, 0.5, 0.75)
 #: Stride of the local-thickness pixels kept for the pore-size function (memory bound).
 THICKNESS_STRIDE = 2
+#: The default evaluation tile side in fine px (at least 9 grid tiles in a demo test area).
+TILE_SIZE = 128
 
 
 @dataclass
@@ -62,10 +68,15 @@ class Upscaler:
 
 @dataclass
 class EvalOptions:
-    """What the user chose; recorded in metrics.json."""
+    """What the user chose; recorded in metrics.json.
 
-    tiles: int = 200
-    tile_size: int = 256
+    ``tiles`` caps the grid tiles by a seeded random subset (None: all of them); ``area`` is
+    "test" (the manifest's test boxes) or "all" (the whole valid area of each region: a
+    held-out region in cross-validation); ``regions`` restricts the regions evaluated.
+    """
+
+    tiles: int | None = None
+    tile_size: int = TILE_SIZE
     seed: int = 0
     threshold: str | float = "otsu"
     pores_dark: bool = True
@@ -74,11 +85,13 @@ class EvalOptions:
     border_px: int | None = None  # None: the scale k
     gallery: int = GALLERY_TILES
     thickness_tiles: int = 50  # local thickness on this many tiles (it costs ~0.1 s a tile)
+    area: str = "test"
+    regions: list[str] | None = None
 
 
 @dataclass
 class MethodResult:
-    """Everything measured for one method (or for HR / truth, which have no scores vs HR)."""
+    """Everything measured for one method, one entry per tile in the order of the tiles."""
 
     name: str
     ssim: list[float] = field(default_factory=list)
@@ -88,17 +101,10 @@ class MethodResult:
     porosity: list[float] = field(default_factory=list)
     pore_count: list[int] = field(default_factory=list)
     diameters_um: list[np.ndarray] = field(default_factory=list)
-    thickness_um: list[np.ndarray] = field(default_factory=list)
+    thickness_um: list[np.ndarray | None] = field(default_factory=list)  # None: not computed
     s2: list[np.ndarray] = field(default_factory=list)
-
-    def pooled_diameters(self) -> np.ndarray:
-        return np.concatenate(self.diameters_um) if self.diameters_um else np.zeros(0)
-
-    def pooled_thickness(self) -> np.ndarray:
-        return np.concatenate(self.thickness_um) if self.thickness_um else np.zeros(0)
-
-    def mean_s2(self) -> np.ndarray:
-        return np.mean(np.stack(self.s2), axis=0) if self.s2 else np.zeros(0)
+    match_hr: list[pores.PoreMatch] = field(default_factory=list)
+    match_truth: list[pores.PoreMatch] = field(default_factory=list)
 
 
 @dataclass
@@ -112,13 +118,23 @@ class Evaluation:
     data_range: float
     border_px: int
     threshold: float
+    truth_threshold: float | None
     tiles: list[EvalTile]
     methods: dict[str, MethodResult]  # "HR", "bicubic", model names, maybe "truth"
     models: list[str]
     has_truth: bool
-    gallery: list[dict[str, np.ndarray]]
+    gallery: list[dict[str, Any]]  # images by method, "_tile", "_index", "_quantile"
+    pore_tiles: list[dict[str, Any]]
     lr_dtype: str
+    regions: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
+
+    def region_indices(self) -> dict[str, list[int]]:
+        """Tile indices by region id, in region order."""
+        out: dict[str, list[int]] = {r: [] for r in self.regions}
+        for i, t in enumerate(self.tiles):
+            out.setdefault(t.region, []).append(i)
+        return out
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -181,7 +197,7 @@ def _read_array(path: Path) -> np.ndarray:
 @dataclass
 class EvalData:
     """The parts of a workspace evaluation reads: the pairs manifest, the whole LR image,
-    and the HR targets and masks of the regions with test areas."""
+    and the HR targets and masks of every region."""
 
     workspace: Workspace
     manifest: PairsManifest
@@ -213,8 +229,6 @@ def open_workspace(workspace: Workspace | str | PathLike[str]) -> EvalData:
                                   f"{tuple(manifest.lr_shape)}")
     targets, masks = {}, {}
     for region in manifest.regions:
-        if not region.splits.test:
-            continue
         targets[region.id] = _read_array(ws.pair_file(region.hr)).astype(np.float32)
         masks[region.id] = _read_array(ws.pair_file(region.mask))
     truth = Path(lr_file).parent / "truth.json"
@@ -247,15 +261,71 @@ def _fine_over(method: Upscaler, lr: Any, box: Sequence[int], k: int) -> np.ndar
 # ---------------------------------------------------------------------------- evaluate
 
 
+def hr_threshold(ws: EvalData, tiles: Sequence[EvalTile], options: EvalOptions) -> float:
+    """The one global pore threshold, chosen on the HR tiles; refused when it leaves no pore.
+
+    Raises `ParameterError` (``threshold``) when the HR tiles hold no pore pixel at it:
+    porosity is then 0 and no pore statistic can be computed, so nothing is.
+    """
+    hr_values = [ws.targets[t.region][t.fine_box[0]:t.fine_box[2]:4,
+                                      t.fine_box[1]:t.fine_box[3]:4].ravel() for t in tiles]
+    try:
+        threshold = pores.choose_threshold(np.concatenate(hr_values), options.threshold)
+    except ValueError as err:
+        raise DleemError(f"pore threshold: {err}") from None
+    for t in tiles:
+        r0, c0, r1, c1 = t.fine_box
+        if pores.segment(ws.targets[t.region][r0:r1, c0:c1], threshold,
+                         pores_dark=options.pores_dark).any():
+            return threshold
+    phase = "dark" if options.pores_dark else "bright"
+    raise ParameterError("threshold", f"{options.threshold} ({threshold:.4g} grey levels) leaves "
+                         f"no pore in the HR of the {len(tiles)} tile{'s' * (len(tiles) != 1)} "
+                         f"({phase} pores): porosity "
+                         "is 0 there and nothing else is computed; choose another threshold")
+
+
+def quantile_picks(values: Sequence[float], quantiles: Sequence[float]) -> list[tuple[int, float]]:
+    """(index, quantile) of the value nearest each quantile of ``values``, distinct indices."""
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(v, kind="stable")
+    picks: list[tuple[int, float]] = []
+    used: set[int] = set()
+    for q in quantiles:
+        rank = int(round(q * (v.size - 1)))
+        for step in range(v.size):  # nearest unused rank
+            for r in (rank - step, rank + step):
+                if 0 <= r < v.size and int(order[r]) not in used:
+                    used.add(int(order[r]))
+                    picks.append((int(order[r]), float(q)))
+                    break
+            else:
+                continue
+            break
+    return picks
+
+
+def gallery_quantiles(n: int) -> list[float]:
+    """``n`` evenly spread quantiles: (i + 0.5) / n."""
+    return [(i + 0.5) / n for i in range(n)]
+
+
+def _thickness_indices(n_tiles: int, n_wanted: int) -> set[int]:
+    """Evenly spread tile indices (all regions) for the local thickness."""
+    if n_wanted <= 0:
+        return set()
+    return {int(i) for i in np.linspace(0, n_tiles - 1, min(n_wanted, n_tiles)).round()}
+
+
 def evaluate(
     ws: EvalData,
     upscalers: Sequence[Upscaler],
     options: EvalOptions | None = None,
     *,
     truth: Callable[[tuple[int, int, int, int], int], np.ndarray] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Evaluation:
-    """Score ``upscalers`` and bicubic on random held-out tiles of ``ws``.
+    """Score ``upscalers`` and bicubic on the independent tiles of ``ws``.
 
     Parameters
     ----------
@@ -284,99 +354,141 @@ def evaluate(
     names = [u.name for u in upscalers]
     if len(set(names)) != len(names):
         raise DleemError(f"two models share a name: {names}")
-    regions = [r for r in man.regions if r.id in ws.targets]
+    regions = evaluated_regions(man, ws, opt)
     tiles = sample_tiles(regions, ws.masks, scale=k, tile_size=opt.tile_size,
-                         n_tiles=opt.tiles, seed=opt.seed)
+                         n_tiles=opt.tiles, seed=opt.seed, area=opt.area)
     fine_px = man.lr_pixel_size_fine_um
     px_um = fine_px if fine_px else 1.0
+    threshold = hr_threshold(ws, tiles, opt)
 
-    # One global threshold, chosen on the HR tiles (all tiles, every 4th pixel).
-    by_region: dict[str, list[EvalTile]] = {}
-    for t in tiles:
-        by_region.setdefault(t.region, []).append(t)
-    hr_values = []
-    for t in tiles:
-        r0, c0, r1, c1 = t.fine_box
-        hr_values.append(ws.targets[t.region][r0:r1:4, c0:c1:4].ravel())
-    try:
-        threshold = pores.choose_threshold(np.concatenate(hr_values), opt.threshold)
-    except ValueError as err:
-        raise DleemError(f"pore threshold: {err}") from None
+    # Gallery and pore figures: tiles at stated quantiles of HR porosity over all regions.
+    hr_por = [pores.porosity(pores.segment(ws.targets[t.region][t.fine_box[0]:t.fine_box[2],
+                                                                  t.fine_box[1]:t.fine_box[3]],
+                                           threshold, pores_dark=opt.pores_dark))
+              for t in tiles]
+    gallery_at = quantile_picks(hr_por, gallery_quantiles(opt.gallery)) if opt.gallery > 0 else []
+    pores_at = quantile_picks(hr_por, PORE_FIGURE_QUANTILES)
+    keep_images = {i for i, _ in gallery_at} | {i for i, _ in pores_at}
+    thick_at = _thickness_indices(len(tiles), opt.thickness_tiles)
 
     methods = [bicubic_upscaler(k), *upscalers]
     results = {n: MethodResult(n) for n in ["HR", *[m.name for m in methods]]}
     if truth is not None:
         results["truth"] = MethodResult("truth")
-    gallery: list[dict[str, np.ndarray]] = []
-    gallery_ids = {id(t) for t in tiles[: opt.gallery]}
-    tile_index = {id(t): i for i, t in enumerate(tiles)}  # tiles are in random order
-    region_by_id = {r.id: r for r in regions}
-    done = 0
-    for rid, rtiles in by_region.items():
-        reg = region_by_id[rid]
-        or0, oc0 = reg.lr_box[0], reg.lr_box[1]
-        ub = (min(t.row for t in rtiles), min(t.col for t in rtiles),
-              max(t.row + t.size_lr for t in rtiles), max(t.col + t.size_lr for t in rtiles))
-        gbox = (or0 + ub[0], oc0 + ub[1], or0 + ub[2], oc0 + ub[3])
-        fine = {}
+    by_region: dict[str, list[int]] = {}
+    for i, t in enumerate(tiles):
+        by_region.setdefault(t.region, []).append(i)
+
+    # Upscale (and render the truth of) each region's evaluated area once.
+    fine: dict[str, dict[str, np.ndarray]] = {}
+    origin: dict[str, tuple[int, int]] = {}
+    for rid, idx in by_region.items():
+        rt = [tiles[i] for i in idx]
+        gbox = (min(t.lr_box[0] for t in rt), min(t.lr_box[1] for t in rt),
+                max(t.lr_box[2] for t in rt), max(t.lr_box[3] for t in rt))
+        origin[rid] = (gbox[0], gbox[1])
+        fine[rid] = {}
         for m in methods:
             if progress:
-                progress(f"upscaling test area of {rid} with {m.name}", 0, 1)
-            fine[m.name] = _fine_over(m, ws.lr, gbox, k)
-        truth_img = None
+                progress(f"upscaling {opt.area} area of {rid} with {m.name}", 0, 1)
+            fine[rid][m.name] = _fine_over(m, ws.lr, gbox, k)
         if truth is not None:
-            truth_img = np.asarray(truth(gbox, k), dtype=np.float64)
-            if truth_img.shape != fine["bicubic"].shape:
-                raise DleemError(f"truth renderer gave {truth_img.shape}, "
-                                 f"expected {fine['bicubic'].shape}")
-        for t in rtiles:
-            fr0, fc0, fr1, fc1 = t.fine_box
-            hr = ws.targets[rid][fr0:fr1, fc0:fc1]
-            lr0, lc0 = k * ub[0], k * ub[1]
-            sl = (slice(fr0 - lr0, fr1 - lr0), slice(fc0 - lc0, fc1 - lc0))
-            images = {"HR": hr}
-            images.update({n: f[sl] for n, f in fine.items()})
-            if truth_img is not None:
-                images["truth"] = truth_img[sl]
-            for name, img in images.items():
-                res = results[name]
-                if name not in ("HR",):
-                    s = metrics.score_tile(img, hr, data_range=data_range, border=border)
-                    res.ssim.append(s.ssim)
-                    res.psnr.append(s.psnr)
-                if truth_img is not None and name not in ("truth",):
-                    s = metrics.score_tile(img, images["truth"], data_range=data_range,
-                                           border=border)
-                    res.ssim_truth.append(s.ssim)
-                    res.psnr_truth.append(s.psnr)
-                mask = pores.segment(img, threshold, pores_dark=opt.pores_dark)
-                ps = pores.pore_stats(mask, px_um, connectivity=opt.connectivity,
-                                      min_area_px=opt.min_pore_px)
-                res.porosity.append(ps.porosity)
-                res.pore_count.append(ps.count)
-                res.diameters_um.append(ps.diameters_um)
-                if tile_index[id(t)] < opt.thickness_tiles:
-                    lt = pores.local_thickness(mask)
-                    sub = lt[::THICKNESS_STRIDE, ::THICKNESS_STRIDE]
-                    res.thickness_um.append(sub[sub > 0] * px_um)
-                res.s2.append(pores.two_point_correlation(mask))
-            if id(t) in gallery_ids:
-                lr_tile = np.asarray(ws.lr[or0 + t.row: or0 + t.row + t.size_lr,
-                                           oc0 + t.col: oc0 + t.col + t.size_lr])
-                gallery.append({"LR": lr_tile, **{n: np.asarray(v) for n, v in images.items()},
-                                "_tile": t})  # type: ignore[dict-item]
-            done += 1
-            if progress:
-                progress("scoring tiles", done, len(tiles))
-    # Gallery in the random order of the tiles.
-    gallery.sort(key=lambda g: tile_index[id(g["_tile"])])
+            img = np.asarray(truth(gbox, k), dtype=np.float64)
+            if img.shape != fine[rid]["bicubic"].shape:
+                raise DleemError(f"truth renderer gave {img.shape}, "
+                                 f"expected {fine[rid]['bicubic'].shape}")
+            fine[rid]["truth"] = img
+
+    def tile_images(i: int) -> dict[str, np.ndarray]:
+        t = tiles[i]
+        fr0, fc0, fr1, fc1 = t.fine_box
+        images = {"HR": ws.targets[t.region][fr0:fr1, fc0:fc1]}
+        o0, o1 = origin[t.region]
+        r0, c0 = k * (t.lr_box[0] - o0), k * (t.lr_box[1] - o1)
+        sl = (slice(r0, r0 + fr1 - fr0), slice(c0, c0 + fc1 - fc0))
+        images.update({n: f[sl] for n, f in fine[t.region].items()})
+        return images
+
+    truth_threshold = None
+    if truth is not None:  # chosen on the truth over the area evaluated, as HR's on HR
+        tv = np.concatenate([tile_images(i)["truth"][::4, ::4].ravel() for i in range(len(tiles))])
+        try:
+            truth_threshold = pores.choose_threshold(
+                tv, opt.threshold if isinstance(opt.threshold, str) else threshold)
+        except ValueError as err:
+            raise DleemError(f"truth pore threshold: {err}") from None
+
+    seg = {"connectivity": opt.connectivity, "min_area_px": opt.min_pore_px}
+    kept: dict[int, dict[str, np.ndarray]] = {}
+    for done, i in enumerate(range(len(tiles)), start=1):
+        images = tile_images(i)
+        hr = images["HR"]
+        masks = {n: pores.segment(img, threshold, pores_dark=opt.pores_dark)
+                 for n, img in images.items()}
+        truth_masks = ({n: pores.segment(img, truth_threshold, pores_dark=opt.pores_dark)
+                        for n, img in images.items()} if truth_threshold is not None else {})
+        for name, img in images.items():
+            res = results[name]
+            if name != "HR":
+                s = metrics.score_tile(img, hr, data_range=data_range, border=border)
+                res.ssim.append(s.ssim)
+                res.psnr.append(s.psnr)
+                res.match_hr.append(pores.match_pores(masks[name], masks["HR"], **seg))
+            if truth_masks and name != "truth":
+                s = metrics.score_tile(img, images["truth"], data_range=data_range, border=border)
+                res.ssim_truth.append(s.ssim)
+                res.psnr_truth.append(s.psnr)
+                res.match_truth.append(pores.match_pores(truth_masks[name], truth_masks["truth"],
+                                                         **seg))
+            ps = pores.pore_stats(masks[name], px_um, **seg)
+            res.porosity.append(ps.porosity)
+            res.pore_count.append(ps.count)
+            res.diameters_um.append(ps.diameters_um)
+            if i in thick_at:
+                lt = pores.local_thickness(pores.remove_edge_pores(masks[name], **seg))
+                sub = lt[::THICKNESS_STRIDE, ::THICKNESS_STRIDE]
+                res.thickness_um.append(sub[sub > 0] * px_um)
+            else:
+                res.thickness_um.append(None)
+            res.s2.append(pores.two_point_correlation(masks[name]))
+        if i in keep_images:
+            t = tiles[i]
+            lr_tile = np.asarray(ws.lr[t.lr_box[0]:t.lr_box[2], t.lr_box[1]:t.lr_box[3]])
+            kept[i] = {"LR": lr_tile, **{n: np.asarray(v) for n, v in images.items()}}
+        if progress:
+            progress("scoring tiles", done, len(tiles))
+
+    def figure_tiles(picks: list[tuple[int, float]]) -> list[dict[str, Any]]:
+        return [{**kept[i], "_tile": tiles[i], "_index": i, "_quantile": q,
+                 "_porosity": hr_por[i]} for i, q in sorted(picks, key=lambda p: p[1])]
+
     return Evaluation(
         options=opt, scale=k, fine_pixel_size_um=fine_px,
         lr_pixel_size_um=man.lr_pixel_size_um, data_range=data_range, border_px=border,
-        threshold=threshold, tiles=tiles, methods=results, models=[u.name for u in upscalers],
-        has_truth=truth is not None, gallery=gallery, lr_dtype=lr_dtype.name,
+        threshold=threshold, truth_threshold=truth_threshold, tiles=tiles, methods=results,
+        models=[u.name for u in upscalers], has_truth=truth is not None,
+        gallery=figure_tiles(gallery_at), pore_tiles=figure_tiles(pores_at),
+        lr_dtype=lr_dtype.name, regions=[r.id for r in regions],
         provenance={"models": {u.name: u.info for u in upscalers}},
     )
+
+
+def evaluated_regions(man: PairsManifest, ws: EvalData, opt: EvalOptions) -> list[PairRegion]:
+    """The regions evaluated: ``opt.regions`` (or all), those with an area to evaluate."""
+    chosen = list(man.regions)
+    if opt.regions is not None:
+        known = {r.id for r in chosen}
+        for rid in opt.regions:
+            if rid not in known:
+                raise ParameterError("regions", f"no region {rid!r} in the pairs manifest "
+                                                f"(regions: {', '.join(sorted(known))})")
+        chosen = [r for r in chosen if r.id in set(opt.regions)]
+    if opt.area == "test":
+        chosen = [r for r in chosen if r.splits.test]
+    if not chosen:
+        raise InputError(ws.workspace.pairs_manifest_json,
+                         "no region to evaluate (no region has a test area)")
+    return chosen
 
 
 # ---------------------------------------------------------------------------- summary
@@ -389,66 +501,94 @@ def _json_float(x: float | None) -> float | None:
     return float(x)
 
 
-def summarize(ev: Evaluation) -> dict[str, Any]:
-    """The per-method numbers of metrics.json (see docs/report.md for the schema)."""
-    hr = ev.methods["HR"]
-    hr_d, hr_t = hr.pooled_diameters(), hr.pooled_thickness()
-    # Pores at least one LR pixel in area: the part of the PSD the LR image resolves.
+def _scores(values: list[float], groups: dict[str, list[int]], seed: int) -> dict[str, Any]:
+    """Per-tile values, median and the region-first bootstrap interval (docs/report.md)."""
+    summary = stats.median_summary({r: [values[i] for i in idx] for r, idx in groups.items()},
+                                   seed=seed)
+    ci = summary["ci95"]
+    return {"per_tile": [_json_float(values[i]) for idx in groups.values() for i in idx],
+            "median": _json_float(summary["median"]),
+            "ci95": None if ci is None else [_json_float(ci[0]), _json_float(ci[1])],
+            "n_tiles": summary["n_tiles"]}
+
+
+def _pooled(arrays: list[np.ndarray | None], idx: list[int]) -> np.ndarray:
+    parts = [arrays[i] for i in idx if arrays[i] is not None]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _tile_medians(arrays: list[np.ndarray], idx: list[int]) -> np.ndarray:
+    return np.asarray([np.median(arrays[i]) for i in idx if arrays[i].size])
+
+
+def _entry(ev: Evaluation, name: str, groups: dict[str, list[int]]) -> dict[str, Any]:
+    """The statistics of one method over the tiles of ``groups`` (region id -> indices)."""
+    res, hr = ev.methods[name], ev.methods["HR"]
+    seed = ev.options.seed
+    idx = [i for ii in groups.values() for i in ii]
+    d, t = _pooled(res.diameters_um, idx), _pooled(res.thickness_um, idx)
     px = ev.fine_pixel_size_um or 1.0
+    # Pores at least one LR pixel in area: the part of the PSD the LR image resolves.
     d_lr = 2.0 * math.sqrt(ev.scale**2 / math.pi) * px
-    hr_big = hr_d[hr_d >= d_lr]
-    hr_s2 = hr.mean_s2()
-    out: dict[str, Any] = {}
-    for name, res in ev.methods.items():
-        d, t = res.pooled_diameters(), res.pooled_thickness()
-        entry: dict[str, Any] = {
-            "porosity": {"per_tile": [float(p) for p in res.porosity],
-                         "median": metrics.finite_median(res.porosity),
-                         "mean": float(np.mean(res.porosity)) if res.porosity else None},
-            "pore_count": {"per_tile": [int(c) for c in res.pore_count],
-                           "total": int(sum(res.pore_count)),
-                           "median": metrics.finite_median(res.pore_count)},
-            "psd_equivalent_diameter_um": {
-                "n": int(d.size),
-                "n_lr_resolved": int(np.count_nonzero(d >= d_lr)),
-                "median": metrics.finite_median(d),
-                "mean": float(d.mean()) if d.size else None,
-            },
-            "pore_size_function_um": {
-                "median": metrics.finite_median(t),
-                "mean": float(t.mean()) if t.size else None,
-            },
-            "two_point_correlation": [float(v) for v in res.mean_s2()],
+    porosity = _scores(res.porosity, groups, seed)
+    entry: dict[str, Any] = {
+        "n_tiles": len(idx),
+        "porosity": {**porosity,
+                     "mean": float(np.mean([res.porosity[i] for i in idx])) if idx else None},
+        "pore_count": {"per_tile": [int(res.pore_count[i]) for i in idx],
+                       "total": int(sum(res.pore_count[i] for i in idx)),
+                       "median": metrics.finite_median([res.pore_count[i] for i in idx])},
+        "psd_equivalent_diameter_um": {
+            "n": int(d.size), "n_lr_resolved": int(np.count_nonzero(d >= d_lr)),
+            "median": metrics.finite_median(d), "mean": float(d.mean()) if d.size else None},
+        "pore_size_function_um": {
+            "median": metrics.finite_median(t), "mean": float(t.mean()) if t.size else None,
+            "max": float(t.max()) if t.size else None},
+        "two_point_correlation": ([float(v) for v in np.mean([res.s2[i] for i in idx], axis=0)]
+                                  if idx else []),
+    }
+    if name == "HR":
+        return entry
+    entry["ssim"] = _scores(res.ssim, groups, seed)
+    entry["psnr_db"] = _scores(res.psnr, groups, seed)
+    hr_d, hr_t = _pooled(hr.diameters_um, idx), _pooled(hr.thickness_um, idx)
+    dd = pores.distribution_distances(d, hr_d)
+    td = pores.distribution_distances(t, hr_t)
+    big = pores.distribution_distances(d[d >= d_lr], hr_d[hr_d >= d_lr])
+    s2 = np.asarray(entry["two_point_correlation"])
+    hr_s2 = np.mean([hr.s2[i] for i in idx], axis=0) if idx else np.zeros(0)
+    entry["vs_HR"] = {
+        "psd_wasserstein_um": dd.wasserstein,
+        "psd_ks_statistic": dd.ks_statistic,
+        "psd_ks_pvalue": pores.ks_pvalue(_tile_medians(res.diameters_um, idx),
+                                         _tile_medians(hr.diameters_um, idx)),
+        "psd_min_diameter_lr_pixel_um": d_lr,
+        "psd_wasserstein_um_lr_resolved": big.wasserstein,
+        "psd_ks_statistic_lr_resolved": big.ks_statistic,
+        "pore_size_function_wasserstein_um": td.wasserstein,
+        "pore_size_function_ks_statistic": td.ks_statistic,
+        "two_point_correlation_rmse": (float(np.sqrt(np.mean((s2 - hr_s2) ** 2)))
+                                       if s2.size and hr_s2.size else None),
+        "porosity_abs_error_median": metrics.finite_median(
+            np.abs(np.asarray([res.porosity[i] - hr.porosity[i] for i in idx]))),
+        **pores.match_summary([res.match_hr[i] for i in idx], ev.scale),
+    }
+    if res.ssim_truth:
+        entry["vs_truth"] = {
+            "ssim": _scores(res.ssim_truth, groups, seed),
+            "psnr_db": _scores(res.psnr_truth, groups, seed),
+            **pores.match_summary([res.match_truth[i] for i in idx], ev.scale),
         }
-        if name != "HR":
-            entry["ssim"] = {"per_tile": [_json_float(v) for v in res.ssim],
-                             "median": _json_float(metrics.finite_median(res.ssim))}
-            entry["psnr_db"] = {"per_tile": [_json_float(v) for v in res.psnr],
-                                "median": _json_float(metrics.finite_median(res.psnr))}
-            dd = pores.distribution_distances(d, hr_d)
-            td = pores.distribution_distances(t, hr_t)
-            s2 = res.mean_s2()
-            big = pores.distribution_distances(d[d >= d_lr], hr_big)
-            entry["vs_HR"] = {
-                "psd_wasserstein_um": dd.wasserstein,
-                "psd_ks_statistic": dd.ks_statistic,
-                "psd_ks_pvalue": dd.ks_pvalue,
-                "psd_min_diameter_lr_pixel_um": d_lr,
-                "psd_wasserstein_um_lr_resolved": big.wasserstein,
-                "psd_ks_statistic_lr_resolved": big.ks_statistic,
-                "pore_size_function_wasserstein_um": td.wasserstein,
-                "pore_size_function_ks_statistic": td.ks_statistic,
-                "two_point_correlation_rmse": (float(np.sqrt(np.mean((s2 - hr_s2) ** 2)))
-                                               if s2.size and hr_s2.size else None),
-                "porosity_abs_error_median": metrics.finite_median(
-                    np.abs(np.asarray(res.porosity) - np.asarray(hr.porosity))),
-            }
-        if res.ssim_truth:
-            entry["vs_truth"] = {
-                "ssim": {"per_tile": [_json_float(v) for v in res.ssim_truth],
-                         "median": _json_float(metrics.finite_median(res.ssim_truth))},
-                "psnr_db": {"per_tile": [_json_float(v) for v in res.psnr_truth],
-                            "median": _json_float(metrics.finite_median(res.psnr_truth))},
-            }
+    return entry
+
+
+def summarize(ev: Evaluation) -> dict[str, Any]:
+    """The per-method numbers of metrics.json (see docs/report.md for the schema): pooled
+    over all regions (intervals with the region as the unit), and ``per_region``."""
+    groups = {r: i for r, i in ev.region_indices().items() if i}
+    out: dict[str, Any] = {}
+    for name in ev.methods:
+        entry = _entry(ev, name, groups)
+        entry["per_region"] = {r: _entry(ev, name, {r: i}) for r, i in groups.items()}
         out[name] = entry
     return out

@@ -123,29 +123,91 @@ def pores_figure(path: Path, tile: dict, order: Sequence[str], threshold: float,
     return _save(fig, path)
 
 
-def histogram_figure(path: Path, values: dict[str, list[float]], colors: dict[str, str],
-                     xlabel: str, titles: dict[str, str]) -> Path:
-    """Overlaid per-tile histograms of one metric with the median of each as a dashed line."""
-    fig, ax = plt.subplots(figsize=(6.0, 3.4), dpi=DPI)
-    finite = [v for vs in values.values() for v in vs if np.isfinite(v)]
-    if finite:
-        lo, hi = min(finite), max(finite)
+REGION_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+                 "#da8bc3", "#8c8c8c")
+
+
+def region_colors(regions: Sequence[str]) -> dict[str, str]:
+    """One colour per region, the same in every histogram."""
+    return {r: REGION_COLORS[i % len(REGION_COLORS)] for i, r in enumerate(regions)}
+
+
+def area_bins(areas_px: np.ndarray, n: int = 24) -> np.ndarray:
+    """Histogram edges at half-integer areas, about log-spaced: every bin holds at least one
+    possible (integer) pore area, so discrete areas leave no comb of empty bins."""
+    a = np.asarray(areas_px, dtype=np.float64)
+    lo, hi = (max(1.0, float(a.min())), float(a.max())) if a.size else (1.0, 2.0)
+    edges = np.unique(np.round(np.geomspace(lo, max(hi, lo + 1) + 1, n)))
+    return np.append(edges, edges[-1] + 1) - 0.5
+
+
+def region_histogram_figure(path: Path, values: dict[str, dict[str, np.ndarray]],
+                            colors: dict[str, str], xlabel: str, titles: dict[str, str],
+                            *, bins: np.ndarray | None = None, log_x: bool = False) -> Path:
+    """One panel per method; each a histogram stacked by region, with each region's median
+    (dashed) in its colour. ``values``: method -> region -> values."""
+    names = list(values)
+    finite = np.concatenate([np.asarray(v, np.float64) for per in values.values()
+                             for v in per.values()] or [np.zeros(0)])
+    finite = finite[np.isfinite(finite)]
+    if bins is None:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if hi - lo < 1e-9:
             lo, hi = lo - 0.5, hi + 0.5
         bins = np.linspace(lo, hi, 31)
-        for name, vs in values.items():
-            v = np.asarray([x for x in vs if np.isfinite(x)])
-            if not v.size:
-                continue
-            med = float(np.median(v))
-            ax.hist(v, bins=bins, histtype="stepfilled", alpha=0.25, color=colors[name])
-            ax.hist(v, bins=bins, histtype="step", linewidth=1.6, color=colors[name],
-                    label=f"{titles.get(name, name)} (median {med:.3g})")
-            ax.axvline(med, color=colors[name], linestyle="--", linewidth=1.2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("tiles")
-    ax.legend(fontsize=8, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), dpi=DPI,
+                             squeeze=False, sharex=True, sharey=True)
+    for ax, name in zip(axes[0], names, strict=True):
+        per = values[name]
+        data = [np.asarray([x for x in np.asarray(v, np.float64) if np.isfinite(x)])
+                for v in per.values()]
+        labels = [f"{r} (n={d.size}, median {np.median(d):.3g})" if d.size else f"{r} (n=0)"
+                  for r, d in zip(per, data, strict=True)]
+        ax.hist(data, bins=bins, stacked=True, color=[colors[r] for r in per], label=labels)
+        for r, d in zip(per, data, strict=True):
+            if d.size:
+                ax.axvline(float(np.median(d)), color=colors[r], linestyle="--", linewidth=1.2)
+        ax.set_title(titles.get(name, name), fontsize=10)
+        ax.set_xlabel(xlabel)
+        if log_x:
+            ax.set_xscale("log")
+        ax.legend(fontsize=7, frameon=False)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0][0].set_ylabel("count")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def recall_figure(path: Path, classes: dict[str, list[dict]], precision: dict[str, float | None],
+                  colors: dict[str, str], titles: dict[str, str], reference: str) -> Path:
+    """Pore recall per size class (equivalent diameter in LR px) for each method, and each
+    method's precision, on one page."""
+    fig, (ax_r, ax_p) = plt.subplots(1, 2, figsize=(10.0, 3.6), dpi=DPI,
+                                     gridspec_kw={"width_ratios": [3, 1]})
+    first = next(iter(classes.values()))
+    labels = [f"{c['min_lr_px']:g}–{c['max_lr_px']:g}" if c["max_lr_px"] is not None
+              else f"≥ {c['min_lr_px']:g}" for c in first]
+    x = np.arange(len(labels))
+    for name, cl in classes.items():
+        y = [np.nan if c["recall"] is None else c["recall"] for c in cl]
+        ax_r.plot(x, y, marker="o", color=colors[name], label=titles.get(name, name))
+    for xi, c in zip(x, first, strict=True):
+        ax_r.annotate(f"n={c['n']}", (xi, 0.02), ha="center", fontsize=7, color="grey")
+    ax_r.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+    ax_r.set_xticks(x, labels)
+    ax_r.set_ylim(0, 1.05)
+    ax_r.set_xlabel("equivalent diameter of the reference pore (LR px)")
+    ax_r.set_ylabel(f"recall of {reference} pores")
+    ax_r.legend(fontsize=8, frameon=False, loc="lower right")
+    names = list(precision)
+    ax_p.bar(range(len(names)), [np.nan if precision[n] is None else precision[n] for n in names],
+             color=[colors[n] for n in names])
+    ax_p.set_xticks(range(len(names)), [titles.get(n, n) for n in names], rotation=20,
+                    fontsize=8)
+    ax_p.set_ylim(0, 1.05)
+    ax_p.set_ylabel("precision")
+    for ax in (ax_r, ax_p):
+        ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -153,47 +215,37 @@ def histogram_figure(path: Path, values: dict[str, list[float]], colors: dict[st
 def psd_figure(path: Path, diameters: dict[str, np.ndarray], thickness: dict[str, np.ndarray],
                s2: dict[str, np.ndarray], colors: dict[str, str], px_um: float,
                titles: dict[str, str]) -> Path:
-    """Pore-size distributions overlaid: equivalent diameter (histogram and cumulative),
-    local thickness, and S2(r)."""
+    """Cumulative pore-size distributions overlaid: equivalent diameter, local thickness, and
+    S2(r). (The histograms, by region, are `region_histogram_figure`.)"""
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(2, 2, figsize=(12.0, 7.6), dpi=DPI)
-    ax_h, ax_c, ax_t, ax_s = axes.ravel()
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 3.9), dpi=DPI)
+    ax_c, ax_t, ax_s = axes
 
     def style(name: str) -> dict:
         return {"color": colors[name], "linewidth": 1.8,
                 "linestyle": ":" if name == "truth" else "-"}
 
-    all_d = np.concatenate([d for d in diameters.values() if d.size] or [np.ones(1)])
-    lo = max(all_d.min(), 1e-3)
-    bins = np.geomspace(lo * 0.95, all_d.max() * 1.05 + 1e-9, 25)
     for name, d in diameters.items():
         if d.size:
-            ax_h.hist(d, bins=bins, histtype="step", label=f"{titles.get(name, name)} (n={d.size})",
-                      **style(name))
             xs = np.sort(d)
             ax_c.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post",
-                      label=titles.get(name, name), **style(name))
-    for ax in (ax_h, ax_c):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("equivalent diameter (µm)")
-    ax_h.set_ylabel("pores")
-    ax_h.set_title("pore-size distribution (number of pores)", fontsize=10)
+                      label=f"{titles.get(name, name)} (n={d.size})", **style(name))
+    ax_c.set_xlabel("equivalent diameter (µm)")
     ax_c.set_ylabel("fraction of pores ≤ diameter")
-    ax_c.set_title("cumulative pore-size distribution (what KS compares)", fontsize=10)
+    ax_c.set_title("cumulative pore-size distribution", fontsize=10)
     for name, t in thickness.items():
         if t.size:
             xs = np.sort(t)  # every value is one pore pixel: the curve is area-weighted
             ax_t.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post",
                       label=titles.get(name, name), **style(name))
-    ax_t.set_xscale("log")
-    ax_t.xaxis.set_major_formatter(ScalarFormatter())
-    ax_t.xaxis.set_minor_formatter(NullFormatter())
     ax_t.set_xlabel("local thickness (µm)")
     ax_t.set_ylabel("fraction of pore area ≤ thickness")
-    ax_t.set_title("pore-size function (local thickness, cumulative by area)", fontsize=10)
+    ax_t.set_title("pore-size function (local thickness, edge pores left out)", fontsize=10)
+    for ax in (ax_c, ax_t):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     for name, curve in s2.items():
         if curve.size:
             ax_s.plot(np.arange(curve.size) * px_um, curve, label=titles.get(name, name),
@@ -201,7 +253,7 @@ def psd_figure(path: Path, diameters: dict[str, np.ndarray], thickness: dict[str
     ax_s.set_xlabel("distance r (µm)")
     ax_s.set_ylabel("S2(r)")
     ax_s.set_title("two-point correlation of the pore phase", fontsize=10)
-    for ax in axes.ravel():
+    for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(fontsize=8, framealpha=0.85, loc="best")
     fig.tight_layout()

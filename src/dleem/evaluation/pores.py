@@ -1,4 +1,4 @@
-"""Pore phase: segmentation, porosity, pore-size distributions, two-point correlation.
+"""Pore phase: segmentation, porosity, pores matched one by one, sizes, two-point correlation.
 
 Conventions (stated in the report and in docs/report.md):
 
@@ -7,18 +7,25 @@ Conventions (stated in the report and in docs/report.md):
   back-scattered electron images) unless ``pores_dark=False``.
 - Porosity: pore pixels / all pixels of the tile, pores cut by the tile edge included.
 - Pores: connected components with 8-connectivity (default; 4 on request) of at least
-  ``min_area_px`` fine pixels. Pores touching the tile edge are *excluded* from the pore count
-  and the equivalent-diameter distribution (their true size is unknown) but stay in porosity.
-- Equivalent diameter: ``2 * sqrt(area / pi)``, in µm.
+  ``min_area_px`` fine pixels (smaller ones are removed from the pore phase). Pores touching
+  the tile edge are *excluded* from the pore count, the size distributions and the matching
+  (their true size is unknown) but stay in porosity.
+- Equivalent diameter: ``2 * sqrt(area / pi)``, in µm, or in LR px (divided by ``k``).
+- Matching (`match_pores`): a reference pore (HR, or the truth) is *recalled* when the method
+  marks at least half of its pixels as pore; a method's pore is *correct* when at least half
+  of its pixels are reference pore. A *merge* is a method's pore holding at least half of the
+  pixels of two or more recalled reference pores; a *split* is a reference pore holding at
+  least half of the pixels of two or more of the method's pores.
 - Local thickness (pore-size function): at every pore pixel, the diameter of the largest disc
-  that lies inside the pore phase and covers that pixel (Hildebrand & Rüegsegger 1997); it
-  does not depend on connectivity. Computed with Euclidean distance transforms (scipy) and a
-  covering-discs dilation per radius, radii quantised to 1/4 px up to 8 px, 4 % beyond.
+  that lies inside the pore phase and covers that pixel (Hildebrand & Rüegsegger 1997), with
+  everything outside the image taken as solid, so no pore is extended beyond the image; the
+  evaluation computes it with the edge pores removed, so no value is cut either.
 - Two-point correlation S2(r): probability that two points a distance r apart both lie in the
   pore phase, from the FFT autocorrelation of the indicator (zero-padded, normalised by the
   number of pairs at each lag), averaged over directions; S2(0) = porosity.
 - Distances between distributions: 1-D Wasserstein (earth mover's) distance in µm and the
-  two-sample Kolmogorov-Smirnov statistic, both from ``scipy.stats``.
+  two-sample Kolmogorov-Smirnov statistic, both from ``scipy.stats``, as descriptions; no
+  p-value is computed on pooled pores (they are not independent samples).
 
 References
 ----------
@@ -179,14 +186,16 @@ def local_thickness(mask: np.ndarray, *, step_px: float = 0.25, rel_step: float 
     only pore pixel centres, and its physical radius is ``D - 1/2`` (the pore boundary lies
     between pixel centres). Sweeping radius levels ``L`` from large to small, every pore
     pixel closer than ``L`` to a centre with ``D >= L`` gets the diameter ``2 D_L - 1`` (``D_L``:
-    the mean ``D`` of the level's own pixels) if it has none yet (Hildebrand & Rüegsegger 1997). Pores cut by
-    the tile edge are extended by edge replication, so the tile border does not shrink them.
+    the mean ``D`` of the level's own pixels) if it has none yet (Hildebrand & Rüegsegger 1997).
+    Outside the image is solid: a pore cut by the image edge is measured as if the edge were
+    a wall, so no value is inflated and none exceeds ``2 max(D) - 1``, the diameter of the
+    largest disc that fits in the pore phase (remove the edge pores to leave them out).
     """
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape, dtype=np.float64)
     if not mask.any():
         return out
-    padded = np.pad(mask, 1, mode="edge")
+    padded = np.pad(mask, 1, mode="constant", constant_values=False)
     dt = ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
     q = _radius_levels(dt, step_px, rel_step, fine_up_to_px)  # quantised down: inside pore
     levels, inverse = np.unique(q[mask], return_inverse=True)
@@ -247,19 +256,171 @@ class Distances:
 
     wasserstein: float | None
     ks_statistic: float | None
-    ks_pvalue: float | None
 
 
 def distribution_distances(sample: np.ndarray, reference: np.ndarray) -> Distances:
-    """Wasserstein distance and two-sample KS test of ``sample`` against ``reference``.
+    """Wasserstein distance and two-sample KS statistic of ``sample`` against ``reference``.
 
+    Descriptive only: pooled pores are not independent samples, so no p-value is given here.
     Returns None fields when either sample is empty (no pores found).
     """
     a = np.asarray(sample, dtype=np.float64).ravel()
     b = np.asarray(reference, dtype=np.float64).ravel()
     if a.size == 0 or b.size == 0:
-        return Distances(None, None, None)
-    ks = stats.ks_2samp(a, b)
-    return Distances(
-        float(stats.wasserstein_distance(a, b)), float(ks.statistic), float(ks.pvalue)
+        return Distances(None, None)
+    return Distances(float(stats.wasserstein_distance(a, b)),
+                     float(stats.ks_2samp(a, b).statistic))
+
+
+def ks_pvalue(sample: np.ndarray, reference: np.ndarray) -> float | None:
+    """Two-sample KS p-value of one value per tile (e.g. each tile's median pore diameter).
+
+    Tiles on the independent grid are the sampling unit here, not pores; None when either
+    side has fewer than 3 values.
+    """
+    a = np.asarray(sample, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 3 or b.size < 3:
+        return None
+    return float(stats.ks_2samp(a, b).pvalue)
+
+
+# ---------------------------------------------------------------------------- matching
+
+
+def pore_objects(mask: np.ndarray, *, connectivity: int = 8,
+                 min_area_px: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label the pores of a mask after the ``min_area_px`` cut.
+
+    Returns ``(labels, areas, interior)``: labels 1..n (0 = solid or removed), the area of
+    each label (index 0 unused), and whether it is free of the tile edge (index 0 False).
+    """
+    labels, n = ndimage.label(mask, structure=_structure(connectivity))
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    small = areas < min_area_px
+    small[0] = False
+    if small.any():
+        keep = np.flatnonzero(~small)
+        remap = np.zeros(n + 1, dtype=np.int64)
+        remap[keep] = np.arange(keep.size)
+        labels = remap[labels]
+        areas = areas[keep]
+        n = keep.size - 1
+    interior = np.ones(n + 1, dtype=bool)
+    interior[0] = False
+    for border in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        interior[border] = False
+    return labels, areas, interior
+
+
+def remove_edge_pores(mask: np.ndarray, *, connectivity: int = 8,
+                      min_area_px: int = 4) -> np.ndarray:
+    """The pore phase without the pores cut by the tile edge (and without the small ones)."""
+    labels, _, interior = pore_objects(mask, connectivity=connectivity, min_area_px=min_area_px)
+    return interior[labels]
+
+
+@dataclass(frozen=True)
+class PoreMatch:
+    """One tile's pores of a method matched against the reference pores.
+
+    Attributes
+    ----------
+    ref_diameter_px : ndarray
+        Equivalent diameters (fine px) of the reference pores not cut by the edge.
+    ref_recalled : ndarray of bool
+        Whether the method marks at least half of each reference pore's pixels as pore.
+    n_method, n_correct : int
+        The method's pores not cut by the edge, and those at least half reference pore.
+    merges : int
+        The method's pores holding at least half of two or more recalled reference pores.
+    splits : int
+        Reference pores holding at least half of two or more of the method's pores.
+    """
+
+    ref_diameter_px: np.ndarray
+    ref_recalled: np.ndarray
+    n_method: int
+    n_correct: int
+    merges: int
+    splits: int
+
+
+def match_pores(method: np.ndarray, reference: np.ndarray, *, connectivity: int = 8,
+                min_area_px: int = 4) -> PoreMatch:
+    """Match the pores of ``method`` to those of ``reference`` one by one (rules above)."""
+    lm, am, im = pore_objects(method, connectivity=connectivity, min_area_px=min_area_px)
+    lr, ar, ir = pore_objects(reference, connectivity=connectivity, min_area_px=min_area_px)
+    nm, nr = am.size, ar.size
+    # overlap counts of every (method label, reference label) pair, 0 = background
+    pair = np.bincount((lm * nr + lr).ravel(), minlength=nm * nr).reshape(nm, nr)
+    ref_marked = pair[1:, :].sum(axis=0)  # reference pixels inside the method's pore phase
+    met_marked = pair[:, 1:].sum(axis=1)
+    recalled = 2 * ref_marked >= ar
+    correct = 2 * met_marked >= am
+    half_of_ref = 2 * pair >= ar[None, :]  # method pore m holds >= half of reference pore r
+    half_of_met = 2 * pair >= am[:, None]
+    merges = int(np.count_nonzero(
+        (half_of_ref[1:, 1:] & recalled[None, 1:]).sum(axis=1)[im[1:]] >= 2))
+    splits = int(np.count_nonzero(half_of_met[1:, 1:].sum(axis=0)[ir[1:]] >= 2))
+    return PoreMatch(
+        ref_diameter_px=2.0 * np.sqrt(ar[1:][ir[1:]] / np.pi),
+        ref_recalled=recalled[1:][ir[1:]],
+        n_method=int(np.count_nonzero(im[1:])),
+        n_correct=int(np.count_nonzero(correct[1:][im[1:]])),
+        merges=merges, splits=splits,
     )
+
+
+#: Size classes of equivalent diameter in LR px: [lo, hi), the last open.
+SIZE_CLASSES_LR_PX: tuple[tuple[float, float | None], ...] = (
+    (0.0, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, None))
+#: A class counts for the resolved pore size from this many reference pores.
+RESOLVED_MIN_N = 20
+#: ... when its recall reaches this.
+RESOLVED_MIN_RECALL = 0.8
+
+
+def recall_by_size(diameter_lr_px: np.ndarray, recalled: np.ndarray) -> list[dict]:
+    """``[{min_lr_px, max_lr_px, n, recall}]`` over `SIZE_CLASSES_LR_PX` (recall None if n = 0)."""
+    d = np.asarray(diameter_lr_px, dtype=np.float64)
+    ok = np.asarray(recalled, dtype=bool)
+    out = []
+    for lo, hi in SIZE_CLASSES_LR_PX:
+        sel = (d >= lo) & (d < (np.inf if hi is None else hi))
+        n = int(np.count_nonzero(sel))
+        out.append({"min_lr_px": lo, "max_lr_px": hi, "n": n,
+                    "recall": float(ok[sel].mean()) if n else None})
+    return out
+
+
+def resolved_pore_size(classes: list[dict]) -> float | None:
+    """``min_lr_px`` of the lowest class from which every class with n >= 20 has recall >= 0.8.
+
+    A start counts only with at least one such class from it upward; None where no start
+    qualifies (no class with 20 pores, or the largest of them below 0.8).
+    """
+    for i, c in enumerate(classes):
+        counted = [x for x in classes[i:] if x["n"] >= RESOLVED_MIN_N]
+        if counted and all(x["recall"] >= RESOLVED_MIN_RECALL for x in counted):
+            return c["min_lr_px"]
+    return None
+
+
+def match_summary(matches: list[PoreMatch], scale: int) -> dict:
+    """Precision, recall, merges, splits, recall by size and resolved size of many tiles."""
+    d = np.concatenate([m.ref_diameter_px for m in matches]) if matches else np.zeros(0)
+    ok = np.concatenate([m.ref_recalled for m in matches]) if matches else np.zeros(0, bool)
+    n_method = sum(m.n_method for m in matches)
+    classes = recall_by_size(d / scale, ok)
+    return {
+        "pore_precision": sum(m.n_correct for m in matches) / n_method if n_method else None,
+        "pore_recall": float(ok.mean()) if ok.size else None,
+        "pore_merges": sum(m.merges for m in matches),
+        "pore_splits": sum(m.splits for m in matches),
+        "pore_recall_by_size": classes,
+        "resolved_pore_size_lr_px": resolved_pore_size(classes),
+        "n_reference_pores": int(ok.size),
+        "n_method_pores": int(n_method),
+    }

@@ -27,11 +27,12 @@ import numpy as np
 
 from dleem.evaluation import figures
 from dleem.evaluation.evaluate import Evaluation, sha256_or_none, summarize
-from dleem.workspace import PairRegion, PairsManifest, RegistrationRecord, Workspace
+from dleem.evaluation.stats import MIN_TILES, RESAMPLES
+from dleem.workspace import CrossvalRecord, PairRegion, PairsManifest, RegistrationRecord, Workspace
 
 log = logging.getLogger(__name__)
 
-METRICS_SCHEMA_VERSION = 1
+METRICS_SCHEMA_VERSION = 2
 CSS_NAME = "report.css"
 
 
@@ -55,6 +56,8 @@ class ReportInputs:
     dwell_source: str = "assumed equal dwell time per pixel"
     command: str | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    crossval: CrossvalRecord | None = None  # the estimate for LR area without HR
+    crossval_path: Path | None = None
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -136,6 +139,18 @@ def build_metrics(ev: Evaluation, inputs: ReportInputs, extra: dict[str, Any]) -
         "settings": {
             "tiles_requested": opt.tiles,
             "tiles": len(ev.tiles),
+            "tile_grid": "independent tiles: a grid anchored at LR image pixel (0, 0), cells "
+                         "fully inside the evaluated area and fully valid in the HR mask; a "
+                         "cap takes a seeded random subset",
+            "area": opt.area,
+            "regions": ev.regions,
+            "interval": f"95 % bootstrap of the median, {RESAMPLES} seeded resamples, regions "
+                        f"first, then tiles within them; null with fewer than {MIN_TILES} tiles",
+            "pore_matching": "a reference pore is recalled when the method marks >= half of its "
+                             "pixels; a method's pore is correct when >= half of its pixels are "
+                             "reference pore; edge pores and pores under min_pore_area_px left "
+                             "out; size class by equivalent diameter in LR px",
+            "psd_ks_pvalue": "two-sample KS on one value per tile (its median pore diameter)",
             "tile_size_px": opt.tile_size,
             "tile_size_um": (opt.tile_size * ev.fine_pixel_size_um
                              if ev.fine_pixel_size_um else None),
@@ -154,11 +169,18 @@ def build_metrics(ev: Evaluation, inputs: ReportInputs, extra: dict[str, Any]) -
             "min_pore_area_px": opt.min_pore_px,
             "edge_pores": "excluded from pore count and size distribution, included in porosity",
             "local_thickness_tiles": min(opt.thickness_tiles, len(ev.tiles)),
+            "local_thickness": "outside the tile is solid and edge pores are left out, so no "
+                               "value exceeds the largest disc inside the pore phase",
+            "truth_threshold": ev.truth_threshold,
             "truth": "noise-free specimen convolved with the HR beam (dleem.synth.render_truth "
                      "blur='hr'), LR grey scale" if ev.has_truth else None,
         },
         "tiles": [t.as_dict() for t in ev.tiles],
         "methods": summarize(ev),
+        "crossval": (None if inputs.crossval is None else {
+            "path": str(inputs.crossval_path) if inputs.crossval_path else None,
+            "scheme": inputs.crossval.scheme, "note": inputs.crossval.note,
+            "estimate": inputs.crossval.estimate}),
         "models": ev.provenance.get("models", {}),
         **extra,
     }
@@ -186,6 +208,19 @@ def _titles(ev: Evaluation) -> dict[str, str]:
     return t
 
 
+def _with_ci(score: dict | None, digits: int = 3, unit: str = "") -> str:
+    """``median [lo, hi]`` of a scores entry, or the reason there is no interval."""
+    if not score or score.get("median") is None:
+        return "–"
+    text = f"{score['median']:.{digits}f}{unit}"
+    ci = score.get("ci95")
+    if ci and ci[0] is not None and ci[1] is not None:
+        return text + f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    n = score.get("n_tiles")
+    return text + (f" (no interval: {n} tile{'s' if n != 1 else ''} &lt; {MIN_TILES})"
+                   if n is not None and n < MIN_TILES else "")
+
+
 def _verdict(metrics_doc: dict, models: Sequence[str]) -> list[str]:
     """Plain sentences comparing each model with bicubic (no adjectives, just the numbers)."""
     meth = metrics_doc["methods"]
@@ -199,33 +234,61 @@ def _verdict(metrics_doc: dict, models: Sequence[str]) -> list[str]:
             if sm is None or bm is None:
                 continue
             word = "above" if sm > bm else "below" if sm < bm else "equal to"
-            parts.append(f"median {label} {sm:.3f}{unit} ({word} bicubic's {bm:.3f}{unit})")
-        ws, wb = e["vs_HR"]["psd_wasserstein_um"], b["vs_HR"]["psd_wasserstein_um"]
-        if ws is not None and wb is not None:
-            word = "closer to" if ws < wb else "farther from" if ws > wb else "as close to"
-            parts.append(f"pore-size distribution {word} HR than bicubic's (Wasserstein "
-                         f"{ws:.3g} µm vs {wb:.3g} µm)")
-        rs = e["vs_HR"].get("psd_wasserstein_um_lr_resolved")
-        rb = b["vs_HR"].get("psd_wasserstein_um_lr_resolved")
-        if rs is not None and rb is not None:
-            word = "closer to" if rs < rb else "farther from" if rs > rb else "as close to"
-            parts.append(f"for the pores of at least one LR pixel, {word} HR than bicubic's "
-                         f"({rs:.3g} µm vs {rb:.3g} µm)")
+            parts.append(f"median {label} {_with_ci(e[key], unit=unit)} ({word} bicubic's "
+                         f"{_with_ci(b[key], unit=unit)})")
+        vs, vb = e["vs_HR"], b["vs_HR"]
+        if vs.get("pore_recall") is not None and vb.get("pore_recall") is not None:
+            parts.append(f"pores recalled {vs['pore_recall']:.2f} (bicubic "
+                         f"{vb['pore_recall']:.2f}), precision {_fmt(vs['pore_precision'])} "
+                         f"(bicubic {_fmt(vb['pore_precision'])})")
+        rs, rb = vs.get("resolved_pore_size_lr_px"), vb.get("resolved_pore_size_lr_px")
+        parts.append(f"resolved pore size {_fmt(rs)} LR px (bicubic {_fmt(rb)})")
         lines.append(f"<b>{html.escape(m)}</b>: " + "; ".join(parts) + ".")
     return lines
+
+
+def _crossval_line(cv: CrossvalRecord) -> str:
+    """The report's first line: the cross-validated estimate for LR area without HR."""
+    est = cv.estimate
+    parts = []
+    for method, label in (("model", "SR"), ("bicubic", "bicubic")):
+        e = est[method]
+        ref = "vs_truth" if e.get("vs_truth") else "vs_HR"
+        against = "the truth" if ref == "vs_truth" else "HR"
+        parts.append(f"{label}: SSIM {_with_ci(e[ref]['ssim'])}, PSNR "
+                     f"{_with_ci(e[ref]['psnr_db'], 2, ' dB')} against {against}")
+    trained = ", ".join(sorted({f.held_out for f in cv.folds}))
+    return (f"<p class='lead'><b>The quality to expect where no HR was acquired</b> "
+            f"(cross-validated, {html.escape(cv.scheme)} over {html.escape(trained)}; median "
+            f"[95 % interval]): " + "; ".join(parts) + ".</p>"
+            + (f"<p class='note'>{html.escape(cv.note)}</p>" if cv.note else ""))
 
 
 def _summary_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     opt = ev.options
     px = ev.fine_pixel_size_um
     tile_um = f"{opt.tile_size * px:.3g} µm" if px else f"{opt.tile_size} px"
-    summary = [
-        f"<p>{len(ev.tiles)} random tiles of {opt.tile_size} × {opt.tile_size} fine-grid px "
-        f"({tile_um} square, {ev.scale}× the LR grid) drawn with seed {opt.seed} from the "
-        "<b>test areas</b> of the pairs manifest, which training never reads. Every method is "
-        "scored against the registered HR image on the same tiles.</p>",
+    summary = []
+    if inputs.crossval is not None:
+        summary.append(_crossval_line(inputs.crossval))
+    else:
+        summary.append("<p class='note'>No cross-validation in this workspace (run <code>dleem "
+                       "crossval</code>): the numbers below are for the test areas inside the "
+                       "HR regions, which are not the quality to expect elsewhere.</p>")
+    per_region = ", ".join(f"{html.escape(r)}: {len(i)}" for r, i in ev.region_indices().items())
+    summary += [
+        f"<p><b>In-region test areas</b>: {len(ev.tiles)} independent tiles of {opt.tile_size} × "
+        f"{opt.tile_size} fine-grid px ({tile_um} square, {ev.scale}× the LR grid) on a grid "
+        f"over the <b>test areas</b> of the pairs manifest, which training never reads "
+        f"({per_region}). Every method is scored against the registered HR image on the same "
+        "tiles; medians with 95 % intervals, the region as the unit.</p>",
         "<ul>" + "".join(f"<li>{s}</li>" for s in _verdict(doc, ev.models)) + "</ul>",
     ]
+    notes = [f"{html.escape(r)} has {len(i)} tile{'s' if len(i) != 1 else ''}: no interval "
+             f"(fewer than {MIN_TILES})" for r, i in ev.region_indices().items()
+             if len(i) < MIN_TILES]
+    if notes:
+        summary.append("<p class='note'>" + "; ".join(notes) + ".</p>")
     if inputs.sr_path is not None:
         summary.append(f"<p>The whole LR area was upscaled with <b>{html.escape(inputs.sr_model or '?')}"
                        f"</b>: <code>{html.escape(str(inputs.sr_path))}</code>.</p>")
@@ -243,26 +306,54 @@ def _numbers_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[st
         vt = e.get("vs_truth", {})
         rows.append([
             html.escape(titles.get(n, n)),
-            _fmt(e.get("ssim", {}).get("median")), _fmt(e.get("psnr_db", {}).get("median")),
-            _fmt(vt.get("ssim", {}).get("median")) if ev.has_truth else "",
-            _fmt(vt.get("psnr_db", {}).get("median")) if ev.has_truth else "",
-            _fmt(e["porosity"]["median"]), _fmt(e["pore_count"]["total"]),
+            _with_ci(e.get("ssim")), _with_ci(e.get("psnr_db"), 2),
+            _with_ci(vt.get("ssim")) if ev.has_truth else "",
+            _with_ci(vt.get("psnr_db"), 2) if ev.has_truth else "",
+            _with_ci(e["porosity"]), _fmt(e["pore_count"]["total"]),
+            _fmt(vs.get("pore_precision")), _fmt(vs.get("pore_recall")),
+            _fmt(vs.get("pore_merges")), _fmt(vs.get("pore_splits")),
+            _fmt(vs.get("resolved_pore_size_lr_px")),
             _fmt(e["psd_equivalent_diameter_um"]["median"]),
-            _fmt(vs.get("psd_wasserstein_um")), _fmt(vs.get("psd_ks_statistic")),
-            _fmt(vs.get("psd_wasserstein_um_lr_resolved")),
-            _fmt(vs.get("pore_size_function_wasserstein_um")),
+            _fmt(vs.get("psd_wasserstein_um")),
+            _fmt(e["pore_size_function_um"]["median"]),
             _fmt(vs.get("two_point_correlation_rmse")),
         ])
-    header = ["method", "SSIM vs HR<br>(median)", "PSNR vs HR<br>(dB, median)",
+    header = ["method", "SSIM vs HR<br>median [95 %]", "PSNR vs HR (dB)<br>median [95 %]",
               "SSIM vs truth" if ev.has_truth else "", "PSNR vs truth<br>(dB)" if ev.has_truth else "",
-              "porosity<br>(median)", "pores<br>(all tiles)", "median pore<br>diameter (µm)",
-              "PSD Wasserstein<br>to HR (µm)", "PSD KS<br>to HR",
-              "PSD W. to HR, pores<br>≥ 1 LR px (µm)", "local-thickness<br>Wasserstein (µm)",
-              "S2 RMSE<br>to HR"]
+              "porosity<br>median [95 %]", "pores<br>(all tiles)", "pore<br>precision",
+              "pore<br>recall", "merges", "splits", "resolved pore<br>size (LR px)",
+              "median pore<br>diameter (µm)", "PSD Wasserstein<br>to HR (µm)",
+              "local thickness<br>median (µm)", "S2 RMSE<br>to HR"]
     if not ev.has_truth:
         header = [h for i, h in enumerate(header) if i not in (3, 4)]
         rows = [[c for i, c in enumerate(r) if i not in (3, 4)] for r in rows]
+    region_rows = []
+    for rid in ev.regions:
+        for n in ["HR", *names]:
+            e = meth[n]["per_region"].get(rid)
+            if e is None:
+                continue
+            vs = e.get("vs_HR", {})
+            region_rows.append([html.escape(rid), html.escape(titles.get(n, n)), str(e["n_tiles"]),
+                                _with_ci(e.get("ssim")), _with_ci(e.get("psnr_db"), 2),
+                                _with_ci(e["porosity"]), _fmt(vs.get("pore_recall")),
+                                _fmt(vs.get("pore_precision"))])
+    recall_rows = []
+    for n in names:
+        vs = meth[n].get("vs_HR", {})
+        recall_rows.append([html.escape(titles.get(n, n))]
+                           + [_fmt(c["recall"], 2) + f" <span class='sha'>n={c['n']}</span>"
+                              for c in vs.get("pore_recall_by_size", [])]
+                           + [_fmt(vs.get("pore_precision"), 2)])
+    classes = meth["bicubic"]["vs_HR"]["pore_recall_by_size"]
+    class_head = [f"{c['min_lr_px']:g}–{c['max_lr_px']:g}" if c["max_lr_px"] is not None
+                  else f"≥ {c['min_lr_px']:g}" for c in classes]
     return (_table(header, rows, "numbers")
+            + "<h3>Per region (in-region test areas)</h3>"
+            + _table(["region", "method", "tiles", "SSIM vs HR", "PSNR vs HR (dB)", "porosity",
+                      "pore recall", "pore precision"], region_rows, "numbers")
+            + "<h3>Recall of HR pores by equivalent diameter (LR px)</h3>"
+            + _table(["method", *class_head, "precision"], recall_rows, "numbers")
             + "<p class='note'>Per-tile values are in <code>metrics.json</code> "
               "(schema in dleem's docs/report.md). How each number is computed: "
               "<a href='#methods'>below</a>.</p>")
@@ -270,17 +361,19 @@ def _numbers_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[st
 
 def _gallery_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
     g = "".join(_img(p, f"tile {i + 1}", cap, "wide") for i, (p, cap) in enumerate(figs["gallery"]))
-    return ("<p>Random test tiles, every panel at the same physical scale (scale bar on each) and "
+    return ("<p>Tiles at evenly spread quantiles of HR porosity over all tiles of all regions "
+            "(stated under each), every panel at the same physical scale (scale bar on each) and "
             "the same grey window (0.5–99.5 percentiles of the HR tile). LR is drawn with its own, "
             "coarser pixels.</p>" + g)
 
 
 def _quality_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
-    return ("<div class='row'>"
-            + _img(figs["hist_ssim"], "SSIM histogram",
-                   "SSIM of each tile against HR (1 = identical); dashed: medians.")
-            + _img(figs["hist_psnr"], "PSNR histogram",
-                   "PSNR of each tile against HR (dB); dashed: medians.") + "</div>")
+    return (_img(figs["hist_ssim"], "SSIM histograms",
+                 "SSIM of each tile against HR (1 = identical), one panel per method, stacked "
+                 "and coloured by region; dashed: each region's median.", "wide")
+            + _img(figs["hist_psnr"], "PSNR histograms",
+                   "PSNR of each tile against HR (dB), one panel per method, coloured by "
+                   "region; dashed: each region's median.", "wide"))
 
 
 def _pores_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
@@ -291,12 +384,20 @@ def _pores_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str,
         f"({html.escape(str(opt.threshold if isinstance(opt.threshold, str) else 'user'))} on "
         f"the HR tiles), applied alike to every image; pores are the "
         f"{'dark' if opt.pores_dark else 'bright'} phase (blue).</p>" + p
+        + _img(figs["recall"], "pore recall by size",
+               "Left: the fraction of HR pores (not cut by the tile edge) that each method marks "
+               "at least half of, by equivalent diameter in LR px (n: HR pores in the class; "
+               "dotted: 0.8, the level that defines the resolved pore size). Right: precision, "
+               "the fraction of the method's pores that are at least half HR pore.", "wide")
+        + _img(figs["psd_hist"], "pore-size histograms by region",
+               "Equivalent diameters of the pores not cut by the tile edge, one panel per "
+               "image, stacked and coloured by region; bins at the discrete pore areas (fine "
+               "px), so no bin is empty for want of a possible area.", "wide")
         + _img(figs["psd"], "pore-size distributions",
-               "Top: equivalent diameters of the pores not cut by the tile edge, pooled over "
-               "all tiles, as a histogram and cumulatively. Bottom left: local thickness "
-               "(pore-size function), cumulative by pore area, independent of connectivity. "
-               "Bottom right: two-point correlation S2(r) of the pore phase, mean over tiles; "
-               "S2(0) = porosity.", "wide"))
+               "Left: cumulative equivalent-diameter distribution, pooled over all tiles. "
+               "Middle: local thickness (pore-size function), cumulative by pore area, with the "
+               "edge pores left out so no pore is extended by the tile edge. Right: two-point "
+               "correlation S2(r) of the pore phase, mean over tiles; S2(0) = porosity.", "wide"))
 
 
 def _consistency_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[str, Any]) -> str:
@@ -350,8 +451,8 @@ def _training_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[s
 SECTIONS = (
     ("summary", "Summary", "Summary", _summary_html),
     ("numbers", "All numbers", "Numbers", _numbers_html),
-    ("gallery", "Held-out tiles: LR | bicubic | SR | HR", "Tiles", _gallery_html),
-    ("quality", "SSIM and PSNR over all test tiles", "SSIM/PSNR", _quality_html),
+    ("gallery", "In-region test tiles: LR | bicubic | SR | HR", "Tiles", _gallery_html),
+    ("quality", "SSIM and PSNR over the in-region test tiles, by region", "SSIM/PSNR", _quality_html),
     ("pores", "Pores", "Pores", _pores_html),
     ("consistency", "Upscaled area: consistency with the measurement", "Consistency",
      _consistency_html),
@@ -443,10 +544,15 @@ def _methods_html(ev: Evaluation) -> str:
         ("Fine grid", f"k = {ev.scale}: LR pixel i covers fine pixels k·i … k·i+k−1; fine pixel "
                       "j has its centre at LR coordinate (j + 0.5)/k − 0.5"
                       + (f"; fine pixel {px:.4g} µm." if px else ".")),
-        ("Test tiles", f"{opt.tile_size} px squares on the LR grid, fully inside a test box of "
-                       "the pairs manifest and fully valid in the HR mask, drawn uniformly without "
-                       f"repeating a position (seed {opt.seed}); tiles may overlap one another, "
-                       "never a training or validation box."),
+        ("Test tiles", f"{opt.tile_size} px squares on a grid anchored at LR pixel (0, 0), "
+                       "each fully inside a test box of the pairs manifest and fully valid in "
+                       "the HR mask, so no pixel is counted twice and no tile touches a training "
+                       "or validation box"
+                       + (f"; a seeded (seed {opt.seed}) random subset of {opt.tiles}"
+                          if opt.tiles else "") + "."),
+        ("Intervals", f"95 % intervals of the median from {RESAMPLES} seeded bootstrap "
+                      "resamples, regions first, then tiles within them (the region is the "
+                      f"unit); none where fewer than {MIN_TILES} tiles."),
         ("HR", "the registered HR image resampled onto the fine grid and mapped to the LR grey "
                "scale with the fitted gain and offset (pairs/HR_i_hr.tif)."),
         ("SR", "the model applied to the LR image around the test tiles with a halo of its "
@@ -465,17 +571,29 @@ def _methods_html(ev: Evaluation) -> str:
         ("Porosity", "pore pixels / tile pixels, pores cut by the tile edge included."),
         ("Pores and PSD", f"{opt.connectivity}-connected components of at least "
                           f"{opt.min_pore_px} px; pores touching the tile edge are excluded from "
-                          "count and size distribution. Equivalent diameter 2·√(area/π) in µm."),
+                          "count, size distribution and matching. Equivalent diameter "
+                          "2·√(area/π) in µm."),
+        ("Pore matching", "an HR pore is recalled when the method marks at least half of its "
+                          "pixels as pore; a method's pore is correct when at least half of its "
+                          "pixels are HR pore (precision: correct / the method's pores). Merge: "
+                          "a method's pore holding at least half of two or more recalled HR "
+                          "pores; split: an HR pore holding at least half of two or more of the "
+                          "method's pores. Size classes by equivalent diameter in LR px, "
+                          "2·√(area/π)/k; resolved pore size: the lowest class boundary from "
+                          "which every class with at least 20 HR pores has recall ≥ 0.8."),
         ("Local thickness", "at each pore pixel the diameter of the largest disc inside the "
                             "pore phase covering it (Hildebrand & Rüegsegger 1997), Euclidean "
                             "distance transforms, radii in 1/4 px steps up to 8 px and 4 % steps "
-                            "beyond, on the first "
-                            f"{min(opt.thickness_tiles, len(ev.tiles))} tiles."),
+                            "beyond, outside the tile taken as solid and the edge pores left "
+                            f"out, on {min(opt.thickness_tiles, len(ev.tiles))} evenly spread "
+                            "tiles."),
         ("Two-point correlation", "S2(r) from the FFT autocorrelation of the pore indicator, "
                                   "zero-padded and normalised by pairs per lag, radially "
                                   "averaged; RMSE to HR's mean curve."),
-        ("Distances", "scipy.stats.wasserstein_distance (µm) and ks_2samp (statistic) between "
-                      "the pooled distributions of a method and of HR; also for the pores of "
+        ("Distances", "scipy.stats.wasserstein_distance (µm) and ks_2samp (statistic, "
+                      "descriptive: pooled pores are not independent, so no p-value on them; "
+                      "metrics.json's psd_ks_pvalue compares one median diameter per tile) "
+                      "between the pooled distributions of a method and of HR; also for the pores of "
                       "at least one LR pixel in area (equivalent diameter ≥ "
                       f"{_fmt(2 * math.sqrt(ev.scale ** 2 / math.pi) * (px or 1.0), 3)} µm), the "
                       "part of the distribution the LR image itself resolves."),
@@ -564,9 +682,8 @@ def _overview(path: Path, ev: Evaluation, inputs: ReportInputs, lr_px: float) ->
             for b in r.splits.of(split):
                 boxes.append((list(r.global_box(b)), color, f"{split} area"))
         outlines.append((r.hr_to_lr.corners(shapes[r.id]) + 0.5, "#00bfff", "HR region"))
-    reg_by_id = {r.id: r for r in man.regions}
     for t in ev.tiles:
-        boxes.append((list(reg_by_id[t.region].global_box(t.lr_box)), "white", "evaluation tile"))
+        boxes.append((list(t.lr_box), "white", "evaluation tile"))
     # Crop to the regions with a margin (the registration QC shows the whole map).
     h, w = (np.array(inputs.lr_overview.shape[:2]) * s).tolist()
     margin = 0.15 * float(max(hi - lo)) if np.all(np.isfinite(lo)) else 0.0
@@ -584,6 +701,27 @@ def _overview(path: Path, ev: Evaluation, inputs: ReportInputs, lr_px: float) ->
                        f"LR map around the HR regions (rows {oy}–{oy + view.shape[0] * s}, "
                        f"columns {ox}–{ox + view.shape[1] * s}): splits and evaluation tiles",
                        boxes=boxes, outlines=outlines)
+
+
+def _pooled(arrays: Sequence[np.ndarray | None]) -> np.ndarray:
+    parts = [a for a in arrays if a is not None]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def summarize_vs_hr(ev: Evaluation, name: str) -> dict[str, Any]:
+    """A method's pooled pore matching against HR (as in metrics.json ``vs_HR``)."""
+    from dleem.evaluation.pores import match_summary
+
+    return match_summary(ev.methods[name].match_hr, ev.scale)
+
+
+def _tile_caption(g: dict, n_tiles: int) -> str:
+    """What a figure tile is, truly: its quantile of HR porosity, its porosity, its place."""
+    t = g["_tile"]
+    r0, c0, r1, c1 = t.lr_box
+    return (f"Tile at the {100 * g['_quantile']:.0f}th percentile of HR porosity over all "
+            f"{n_tiles} tiles of all regions (HR porosity {100 * g['_porosity']:.1f} %): region "
+            f"{html.escape(t.region)}, LR rows {r0}–{r1}, columns {c0}–{c1}.")
 
 
 def write_report(ev: Evaluation, inputs: ReportInputs, out_dir: str | PathLike[str] | None = None,
@@ -633,39 +771,47 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
     fig_dir = out / "figures"
 
     order = ["LR", "bicubic", *ev.models, "HR"] + (["truth"] if ev.has_truth else [])
+    n_all = len(ev.tiles)
     for i, g in enumerate(ev.gallery):
-        t = g["_tile"]
         name = f"figures/tile_{i + 1:02d}.png"
         figures.gallery_figure(out / name, g, order, px, lr_px, titles)
-        r0, c0, _, _ = t.lr_box
-        figs["gallery"].append((name, f"Tile {i + 1}: region {html.escape(t.region)}, LR-crop "
-                                      f"rows {r0}–{r0 + t.size_lr}, columns {c0}–{c0 + t.size_lr}."))
-    # The two gallery tiles whose HR porosity is closest to the median over all tiles.
-    med = float(np.median(ev.methods["HR"].porosity)) if ev.methods["HR"].porosity else 0.0
-
-    def hr_porosity(g: dict) -> float:
-        hr = g["HR"]
-        return float(np.mean(hr <= ev.threshold if ev.options.pores_dark else hr > ev.threshold))
-
-    typical = sorted(range(len(ev.gallery)), key=lambda i: abs(hr_porosity(ev.gallery[i]) - med))
-    for j, i in enumerate(sorted(typical[:2])):
+        figs["gallery"].append((name, _tile_caption(g, n_all)))
+    for j, g in enumerate(ev.pore_tiles):
         name = f"figures/pores_{j + 1:02d}.png"
-        figures.pores_figure(out / name, ev.gallery[i], ["bicubic", *ev.models, "HR"],
+        figures.pores_figure(out / name, g, ["bicubic", *ev.models, "HR"],
                              ev.threshold, px, ev.options.pores_dark, titles)
-        figs["pores"].append((name, f"Pore segmentation of tile {i + 1} of the gallery (blue: "
-                                    "pores; title: porosity of the tile). Shown: the gallery "
-                                    "tiles whose HR porosity is closest to the median over all "
-                                    f"tiles ({100 * med:.1f} %)."))
+        figs["pores"].append((name, "Pore segmentation (blue: pores; title: porosity of the "
+                                    "tile). " + _tile_caption(g, n_all)))
+    groups = ev.region_indices()
+    rcolors = figures.region_colors(ev.regions)
     for key, label in (("ssim", "SSIM against HR"), ("psnr", "PSNR against HR (dB)")):
-        values = {n: getattr(ev.methods[n], key) for n in ["bicubic", *ev.models]}
+        values = {n: {r: np.asarray([getattr(ev.methods[n], key)[i] for i in idx])
+                      for r, idx in groups.items()} for n in ["bicubic", *ev.models]}
         figs[f"hist_{key}"] = f"figures/hist_{key}.png"
-        figures.histogram_figure(out / figs[f"hist_{key}"], values, colors, label, titles)
+        figures.region_histogram_figure(out / figs[f"hist_{key}"], values, rcolors, label, titles)
     psd_names = ["HR", *names]
+    diam = {n: {r: np.concatenate([ev.methods[n].diameters_um[i] for i in idx] or [np.zeros(0)])
+                for r, idx in groups.items()} for n in psd_names}
+    all_areas = np.concatenate([np.pi * (d / (2 * px)) ** 2 for per in diam.values()
+                                for d in per.values()] or [np.zeros(0)])
+    area_edges = figures.area_bins(np.rint(all_areas))
+    figs["psd_hist"] = "figures/psd_by_region.png"
+    figures.region_histogram_figure(out / figs["psd_hist"], diam, rcolors,
+                                    "equivalent diameter (µm)", titles,
+                                    bins=2 * np.sqrt(area_edges / np.pi) * px, log_x=True)
+    figs["recall"] = "figures/pore_recall.png"
+    rec_names = ["bicubic", *ev.models]
+    summary = {n: summarize_vs_hr(ev, n) for n in rec_names}
+    figures.recall_figure(out / figs["recall"], {n: summary[n]["pore_recall_by_size"]
+                                                 for n in rec_names},
+                          {n: summary[n]["pore_precision"] for n in rec_names}, colors, titles,
+                          "HR")
     figs["psd"] = "figures/psd.png"
     figures.psd_figure(out / figs["psd"],
-                       {n: ev.methods[n].pooled_diameters() for n in psd_names},
-                       {n: ev.methods[n].pooled_thickness() for n in psd_names},
-                       {n: ev.methods[n].mean_s2() for n in psd_names}, colors, px, titles)
+                       {n: _pooled(ev.methods[n].diameters_um) for n in psd_names},
+                       {n: _pooled(ev.methods[n].thickness_um) for n in psd_names},
+                       {n: np.mean(np.stack(ev.methods[n].s2), axis=0) for n in psd_names},
+                       colors, px, titles)
 
     man = inputs.manifest
     if inputs.lr_overview is not None:

@@ -1,22 +1,26 @@
-"""Random evaluation tiles, drawn only from the held-out test boxes of the pairs manifest.
+"""Independent evaluation tiles: a grid anchored at LR pixel (0, 0) of the LR image.
 
-A tile is a square of ``tile_size`` fine-grid pixels whose origin lies on the LR grid (a
-multiple of the scale ``k`` on the fine grid), so it corresponds to exactly
-``tile_size / k`` LR pixels. A tile is a candidate only when it lies entirely inside one test
-box and every fine pixel under it is valid in the region's HR mask. Tiles are drawn uniformly
-among all candidates, without replacement of positions (two tiles may overlap: the test
-area is small and each tile is a sample of it), with a seeded NumPy generator, so a seed
-gives the same tiles to every model.
+A tile is a square of ``tile_size`` fine-grid pixels (``tile_size / k`` LR pixels) whose LR
+origin is a multiple of its LR side in LR *image* pixels, so the tiles of the whole map form
+one grid and never overlap. A grid cell is a tile of a region only when it lies entirely
+inside one of the region's evaluation boxes (its test boxes, or its whole crop for a
+held-out region) and every fine pixel under it is valid in the region's HR mask: every valid
+pixel is then counted at most once. ``n_tiles`` caps the number by a seeded random subset of
+the grid cells, so a seed gives the same tiles to every model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from dleem.errors import ParameterError
-from dleem.workspace import PairRegion
+from dleem.workspace import Box, PairRegion
+
+#: Evaluation areas: the test boxes of the manifest, or the whole region (held out).
+AREAS = ("test", "all")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class EvalTile:
         Side in LR pixels (``tile_size / scale``).
     scale : int
         Fine-grid factor k.
+    origin : (int, int)
+        The region's crop origin in LR image px (its ``lr_box[:2]``).
     """
 
     region: str
@@ -40,46 +46,79 @@ class EvalTile:
     col: int
     size_lr: int
     scale: int
+    origin: tuple[int, int] = (0, 0)
 
     @property
-    def fine_box(self) -> tuple[int, int, int, int]:
+    def fine_box(self) -> Box:
         """(row0, col0, row1, col1) on the region's fine grid, half-open."""
         k = self.scale
         return (k * self.row, k * self.col, k * (self.row + self.size_lr),
                 k * (self.col + self.size_lr))
 
     @property
-    def lr_box(self) -> tuple[int, int, int, int]:
+    def crop_box(self) -> Box:
         """(row0, col0, row1, col1) in LR-crop pixels, half-open."""
         return (self.row, self.col, self.row + self.size_lr, self.col + self.size_lr)
 
+    @property
+    def lr_box(self) -> Box:
+        """(row0, col0, row1, col1) in LR image pixels, half-open."""
+        r0, c0, r1, c1 = self.crop_box
+        return (r0 + self.origin[0], c0 + self.origin[1], r1 + self.origin[0],
+                c1 + self.origin[1])
+
     def as_dict(self) -> dict:
-        return {"region": self.region, "lr_crop_box": list(self.lr_box),
-                "fine_box": list(self.fine_box)}
+        return {"region": self.region, "lr_crop_box": list(self.crop_box),
+                "lr_box": list(self.lr_box), "fine_box": list(self.fine_box)}
 
 
-def _candidates(box: tuple[int, int, int, int], mask: np.ndarray | None, size_lr: int, k: int) -> np.ndarray:
-    """LR-crop origins (row, col) of tiles inside ``box`` and fully valid in ``mask``."""
-    r0, c0, r1, c1 = (int(v) for v in box)
-    rows = np.arange(r0, r1 - size_lr + 1)
-    cols = np.arange(c0, c1 - size_lr + 1)
-    if rows.size == 0 or cols.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
+def lr_valid(mask: np.ndarray | None, crop_shape: tuple[int, int], k: int) -> np.ndarray:
+    """LR-crop pixels whose k x k fine pixels are all valid in ``mask`` (None: all valid)."""
+    h, w = crop_shape
     if mask is None:
-        rr, cc = np.meshgrid(rows, cols, indexing="ij")
-        return np.stack([rr.ravel(), cc.ravel()], axis=1)
-    # A tile is valid when the LR pixels under it are all fully valid on the fine grid.
-    h, w = mask.shape[0] // k, mask.shape[1] // k
-    lr_valid = (mask[: h * k, : w * k] > 0).reshape(h, k, w, k).all(axis=(1, 3))
-    bad = np.pad((~lr_valid).astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    rr, cc = rr.ravel(), cc.ravel()
-    inside = (rr + size_lr <= h) & (cc + size_lr <= w)
-    rr, cc = rr[inside], cc[inside]
-    n_bad = (bad[rr + size_lr, cc + size_lr] - bad[rr, cc + size_lr]
-             - bad[rr + size_lr, cc] + bad[rr, cc])
-    ok = n_bad == 0
-    return np.stack([rr[ok], cc[ok]], axis=1)
+        return np.ones((h, w), dtype=bool)
+    m = np.zeros((h * k, w * k), dtype=bool)
+    mh, mw = min(h * k, mask.shape[0]), min(w * k, mask.shape[1])
+    m[:mh, :mw] = mask[:mh, :mw] > 0
+    return m.reshape(h, k, w, k).all(axis=(1, 3))
+
+
+def grid_tiles(region: PairRegion, boxes: Sequence[Sequence[int]], mask: np.ndarray | None,
+               size_lr: int, k: int) -> list[EvalTile]:
+    """The grid cells (anchored at LR image pixel 0, 0) inside ``boxes`` and fully valid.
+
+    ``boxes`` are in LR-crop px; a cell must lie inside one box (boxes of a region never
+    overlap, so neither do its tiles).
+    """
+    r_off, c_off = int(region.lr_box[0]), int(region.lr_box[1])
+    crop = (int(region.lr_box[2]) - r_off, int(region.lr_box[3]) - c_off)
+    valid = lr_valid(mask, crop, k)
+    bad = np.pad((~valid).astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    tiles = []
+    for box in boxes:
+        r0, c0, r1, c1 = (int(v) for v in box)
+        r0, c0, r1, c1 = max(r0, 0), max(c0, 0), min(r1, crop[0]), min(c1, crop[1])
+        # grid origins in LR image px, then back to crop px
+        g_rows = np.arange(-(-(r0 + r_off) // size_lr) * size_lr, r1 + r_off - size_lr + 1, size_lr)
+        g_cols = np.arange(-(-(c0 + c_off) // size_lr) * size_lr, c1 + c_off - size_lr + 1, size_lr)
+        for gr in g_rows:
+            for gc in g_cols:
+                r, c = int(gr) - r_off, int(gc) - c_off
+                n_bad = (bad[r + size_lr, c + size_lr] - bad[r, c + size_lr]
+                         - bad[r + size_lr, c] + bad[r, c])
+                if n_bad == 0:
+                    tiles.append(EvalTile(region.id, r, c, size_lr, k, (r_off, c_off)))
+    return tiles
+
+
+def area_boxes(region: PairRegion, area: str) -> list[Box]:
+    """The evaluation boxes (LR-crop px) of ``region``: its test boxes, or its whole crop."""
+    if area == "test":
+        return list(region.splits.test)
+    if area == "all":
+        r0, c0, r1, c1 = region.lr_box
+        return [(0, 0, r1 - r0, c1 - c0)]
+    raise ParameterError("area", f"{area!r} is not one of {', '.join(AREAS)}")
 
 
 def sample_tiles(
@@ -88,55 +127,59 @@ def sample_tiles(
     *,
     scale: int,
     tile_size: int,
-    n_tiles: int,
+    n_tiles: int | None = None,
     seed: int = 0,
+    area: str = "test",
 ) -> list[EvalTile]:
-    """Draw up to ``n_tiles`` random tiles from the test boxes of ``regions``.
+    """The independent tiles of ``regions`` (grid cells), at most ``n_tiles`` of them.
 
     Parameters
     ----------
-    regions : the pairs manifest's regions (their test boxes are in LR-crop px).
+    regions : the pairs manifest's regions to evaluate.
     masks : dict
         Region id -> fine-grid validity mask (1 = valid HR), or None for all valid.
     scale : int
         Fine-grid factor k.
     tile_size : int
         Tile side in fine-grid pixels; must be a multiple of ``scale``.
-    n_tiles : int
-        How many tiles to draw; fewer are returned when there are fewer candidate positions.
+    n_tiles : int, optional
+        Cap: a seeded random subset of the grid cells when there are more (default: all).
     seed : int
-        Seed of the NumPy generator.
+        Seed of the subset.
+    area : {"test", "all"}
+        The test boxes of each region, or each region's whole valid area (held out).
+
+    Returns
+    -------
+    Tiles ordered by region (manifest order), then row, then column.
 
     Raises
     ------
-    DleemError
-        When no test box can hold a tile of this size.
+    ParameterError
+        A tile size that is not a multiple of the scale, ``n_tiles < 1``, or a region whose
+        evaluation area holds no tile (the message names the region and its size).
     """
-    if tile_size % scale:
+    if tile_size < scale or tile_size % scale:
         raise ParameterError("tile_size", f"{tile_size} must be a multiple of the scale {scale}")
+    if n_tiles is not None and n_tiles < 1:
+        raise ParameterError("tiles", f"must be >= 1, got {n_tiles}")
     size_lr = tile_size // scale
-    pools: list[tuple[str, np.ndarray]] = []
-    largest = 0
+    tiles: list[EvalTile] = []
     for region in regions:
-        for box in region.splits.test:
-            largest = max(largest, min(box[2] - box[0], box[3] - box[1]))
-            cand = _candidates(box, masks.get(region.id), size_lr, scale)
-            if len(cand):
-                pools.append((region.id, cand))
-    total = sum(len(c) for _, c in pools)
-    if total == 0:
-        raise ParameterError(
-            "tile_size", f"{tile_size}: no test box holds a fully valid tile of this size "
-            f"(largest test box side: {largest} LR px = {largest * scale} fine px); choose a "
-            "smaller one")
-    rng = np.random.default_rng(seed)
-    picks = np.sort(rng.choice(total, size=min(n_tiles, total), replace=False))
-    offsets = np.cumsum([0] + [len(c) for _, c in pools])
-    tiles = []
-    for p in picks:
-        i = int(np.searchsorted(offsets, p, side="right") - 1)
-        rid, cand = pools[i]
-        r, c = cand[p - offsets[i]]
-        tiles.append(EvalTile(rid, int(r), int(c), size_lr, scale))
-    order = rng.permutation(len(tiles))  # random order, so the gallery's first tiles are random
-    return [tiles[i] for i in order]
+        boxes = area_boxes(region, area)
+        found = grid_tiles(region, boxes, masks.get(region.id), size_lr, scale)
+        if not found:
+            sides = [(b[2] - b[0], b[3] - b[1]) for b in boxes] or [(0, 0)]
+            h, w = max(sides, key=lambda s: min(s))
+            what = "test area" if area == "test" else "area"
+            raise ParameterError(
+                "tile_size", f"{tile_size}: region {region.id} is too small for one tile: its "
+                f"largest {what} is {h} x {w} LR px ({h * scale} x {w * scale} fine px), and no "
+                f"fully valid {size_lr} x {size_lr} LR px cell of the grid fits in it; choose a "
+                "smaller one")
+        tiles.extend(found)
+    if n_tiles is not None and n_tiles < len(tiles):
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(len(tiles), size=n_tiles, replace=False))
+        tiles = [tiles[i] for i in keep]
+    return tiles

@@ -137,15 +137,25 @@ def _sr_levels(path: Path) -> tuple[list[Any], dict[str, Any]]:
     return [group[k] for k in sorted(group.keys(), key=int)], {}
 
 
+def _scale_of(record: dict[str, Any], ngff: dict[str, Any]) -> int:
+    """k: recorded in an OME-TIFF's description; for an OME-Zarr, LR over SR pixel size (or,
+    without pixel sizes, the inverse of its scale in LR px)."""
+    if record.get("scale"):
+        return int(record["scale"])
+    if record.get("lr_pixel_size_um") and record.get("sr_pixel_size_um"):
+        return round(record["lr_pixel_size_um"] / record["sr_pixel_size_um"])
+    return round(1.0 / float(ngff["scale"][-1]))
+
+
 def sr_layer(path: Path | str) -> LayerData:
     """The upscaled map as a multiscale layer at its sub-pixel origin (docs/upscaling.md)."""
     p = Path(path)
     record = sr_description(p)
     if record is None:
         raise DleemError(f"{p}: no dleem record in its metadata (not written by dleem upscale)")
-    k = int(record["scale"])
     lr_px = record.get("lr_pixel_size_um")
     levels, ngff = _sr_levels(p)
+    k = _scale_of(record, ngff)
     unit = lr_unit_um(lr_px) / k
     origin = sr_origin_um(k, lr_px)
     if ngff:  # the OME-Zarr's own level-0 transformation (µm, or LR px without a pixel size)

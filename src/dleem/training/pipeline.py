@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -76,6 +77,7 @@ def train(
     discriminator: nn.Module | None = None,
     progress: ProgressCallback | None = None,
 ) -> TrainResult:
+    regions: Collection[str] | None = None,
     """Train a generator on ``WORKSPACE/pairs`` and write the model folder ``model_dir``.
 
     Parameters
@@ -97,6 +99,9 @@ def train(
         Default: a spectral-norm `PatchDiscriminator` sized by the preset.
     progress : callable, optional
         ``progress("train", done, total)`` after every step: steps, or whole seconds of a
+    regions : collection of str, optional
+        Train only on the train and validation areas of these region ids (cross-validation
+        leaves one out); default all. Recorded in ``config.json`` ``training.regions``.
         time budget. Raising `dleem.errors.Cancelled` in it stops the run cleanly.
     """
     options = dataclasses.replace(options) if options is not None else TrainOptions()
@@ -106,7 +111,8 @@ def train(
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_bench = torch.backends.cudnn.benchmark
     try:
-        return _Run(ws, Path(model_dir), options, info, progress).execute(generator, arch, discriminator)
+        run = _Run(ws, Path(model_dir), options, info, progress, regions)
+        return run.execute(generator, arch, discriminator)
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.backends.cudnn.benchmark = prev_bench
@@ -167,12 +173,13 @@ class _Run:
     """One call of `train`: the run's set-up, its loop, and its files."""
 
     def __init__(self, ws: Workspace, model_dir: Path, options: TrainOptions, info: ddp.DistInfo,
-                 progress: ProgressCallback | None) -> None:
+                 progress: ProgressCallback | None, regions: Collection[str] | None = None) -> None:
         self.ws, self.model_dir, self.options, self.info = ws, model_dir, options, info
         self.progress = progress if info.is_main else None
         self.history: list[dict[str, Any]] = []
 
     # -- set-up -----------------------------------------------------------------------
+        self.regions = None if regions is None else sorted(str(r) for r in regions)
     def _resume_state(self) -> TrainState | None:
         o, found = self.options, checkpoints(self.model_dir)
         if found and not o.resume and not o.force:
@@ -202,7 +209,7 @@ class _Run:
     def execute(self, generator: nn.Module | None, arch: dict[str, Any] | None,
                 discriminator: nn.Module | None) -> TrainResult:
         o, info, t_start = self.options, self.info, time.perf_counter()
-        data = load_pairs(self.ws, expected_scale=o.scale, min_box_lr_px=4)
+        data = load_pairs(self.ws, expected_scale=o.scale, min_box_lr_px=4, regions=self.regions)
         if not any(min(b.lr.shape) >= o.patch for b in data.train):
             largest = max(min(b.lr.shape) for b in data.train)
             raise DleemError(f"{data.manifest_path}: no train area fits a {o.patch} LR px patch"
@@ -236,7 +243,7 @@ class _Run:
             "minutes": o.minutes, "batch": o.batch, "patch": o.patch, "lr": o.lr, "schedule": o.schedule,
             "ema_decay": o.ema_decay, "seed": o.seed, "device": str(info.device),
             "precision": trainer.precision, "channels_last": o.channels_last, "world_size": info.world_size,
-            "rot90": o.rot90,
+            "rot90": o.rot90, "regions": self.regions,
         })
         if info.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)

@@ -454,7 +454,6 @@ class UpscaleRecord:
         return _to_dict(self)
 
 
-# ----------------------------------------------------------------------------- the workspace
 # ----------------------------------------------------------------------------- cross-validation
 
 
@@ -523,6 +522,7 @@ class CrossvalRecord:
         return _to_dict(self)
 
 
+# ----------------------------------------------------------------------------- the workspace
 
 
 def _read_json(path: Path) -> Any:
@@ -551,8 +551,8 @@ class Workspace:
     CONSISTENCY = "consistency.tif"
     TRUST = "trust.tif"
     CROSSVAL = "crossval"
-    PLAN = "plan"
     CROSSVAL_RECORD = "crossval.json"
+    PLAN = "plan"
     REPORT = "report"
     MODELS = "models"
 
@@ -611,10 +611,10 @@ class Workspace:
         return self.path / self.CROSSVAL
 
     @property
-    @property
     def crossval_json(self) -> Path:
         return self.crossval_dir / self.CROSSVAL_RECORD
 
+    @property
     def plan_json(self) -> Path:
         return self.path / self.PLAN / "plan.json"
 
@@ -696,7 +696,6 @@ class Workspace:
     def write_upscale(self, record: UpscaleRecord) -> Path:
         return write_json(self.upscale_json, record.to_dict())
 
-    def upscaled(self) -> tuple[Path | None, Path | None, str | None]:
     def read_crossval(self, path: str | PathLike[str] | None = None) -> CrossvalRecord:
         """``crossval/crossval.json`` (or the file ``path``)."""
         return self._read(Path(path) if path is not None else self.crossval_json,
@@ -707,6 +706,7 @@ class Workspace:
         return write_json(Path(path) if path is not None else self.crossval_json,
                           record.to_dict())
 
+    def upscaled(self) -> tuple[Path | None, Path | None, str | None]:
         """The whole-area SR, its consistency map and the model name, where present."""
         record = self.read_upscale()
         sr = self.sr_path if self.sr_path.exists() else None

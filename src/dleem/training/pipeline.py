@@ -75,9 +75,9 @@ def train(
     generator: nn.Module | None = None,
     arch: dict[str, Any] | None = None,
     discriminator: nn.Module | None = None,
+    regions: Collection[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> TrainResult:
-    regions: Collection[str] | None = None,
     """Train a generator on ``WORKSPACE/pairs`` and write the model folder ``model_dir``.
 
     Parameters
@@ -97,11 +97,11 @@ def train(
         `load_model` to rebuild it, ``name`` must be in `dleem.models.arch.ARCHITECTURES`.
     discriminator : torch.nn.Module, optional
         Default: a spectral-norm `PatchDiscriminator` sized by the preset.
-    progress : callable, optional
-        ``progress("train", done, total)`` after every step: steps, or whole seconds of a
     regions : collection of str, optional
         Train only on the train and validation areas of these region ids (cross-validation
         leaves one out); default all. Recorded in ``config.json`` ``training.regions``.
+    progress : callable, optional
+        ``progress("train", done, total)`` after every step: steps, or whole seconds of a
         time budget. Raising `dleem.errors.Cancelled` in it stops the run cleanly.
     """
     options = dataclasses.replace(options) if options is not None else TrainOptions()
@@ -175,11 +175,11 @@ class _Run:
     def __init__(self, ws: Workspace, model_dir: Path, options: TrainOptions, info: ddp.DistInfo,
                  progress: ProgressCallback | None, regions: Collection[str] | None = None) -> None:
         self.ws, self.model_dir, self.options, self.info = ws, model_dir, options, info
+        self.regions = None if regions is None else sorted(str(r) for r in regions)
         self.progress = progress if info.is_main else None
         self.history: list[dict[str, Any]] = []
 
     # -- set-up -----------------------------------------------------------------------
-        self.regions = None if regions is None else sorted(str(r) for r in regions)
     def _resume_state(self) -> TrainState | None:
         o, found = self.options, checkpoints(self.model_dir)
         if found and not o.resume and not o.force:

@@ -286,3 +286,24 @@ def test_cli_writes_contract(tmp_path):
         assert hr.pixel_size_um == pytest.approx(2.0 / 4.5)
         assert np.array(reg["hr_to_lr"]).shape == (2, 3)
     assert main(["synth", "-o", str(out), "--ratio", "1"]) == 2
+
+
+def test_acquire_region_images_the_given_lr_box(tmp_path):
+    """A new HR region at an LR box (the planner's proposal): its frame covers the box, and
+    area-averaged to the LR grid it matches the LR map there."""
+    from dleem.synth import acquire_region, generate
+
+    result = generate(None, seed=5, lr_size=160, hr_size=128, regions=1)
+    box = (40, 60, 88, 108)
+    hr, entry = acquire_region(result.truth, box, seed=1)
+    ratio = result.truth["ratio"]
+    assert hr.shape == (round(48 * ratio), round(48 * ratio)) and hr.dtype == result.lr.dtype
+    assert entry["lr_box"] == list(box)
+    corners = np.array([[-0.5, -0.5, 1], [hr.shape[1] - 0.5, hr.shape[0] - 0.5, 1]]) @ np.array(entry["hr_to_lr"]).T
+    np.testing.assert_allclose(corners, [[59.5, 39.5], [107.5, 87.5]], atol=1e-6)  # (x, y) of the box edges
+    k = int(ratio)
+    low = hr.astype(np.float64).reshape(48, k, 48, k).mean(axis=(1, 3))
+    lr = result.lr[40:88, 60:108].astype(np.float64)
+    assert np.corrcoef(low.ravel(), lr.ravel())[0, 1] > 0.8
+    again, _ = acquire_region(result.truth, box, seed=1)
+    np.testing.assert_array_equal(hr, again)

@@ -165,6 +165,7 @@ class RegionRegistration:
     hr_pixel_size_source: str | None = None
     hr_databar_rows: int = 0
     message: str = ""
+    noise_model: dict[str, float] | None = None  # LR noise: variance = a + b * signal (grey levels)
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "skipped"):
@@ -188,7 +189,7 @@ class RegionRegistration:
         return _to_dict(self)
 
 
-REGISTRATION_VERSIONS = (1,)
+REGISTRATION_VERSIONS = (1, 2)  # 2 adds each region's noise_model; 1 is still read
 
 
 @dataclass
@@ -206,7 +207,7 @@ class RegistrationRecord:
     robust: str | None = None
     seconds: float | None = None
     dleem_version: str = field(default_factory=_version)
-    version: int = 1
+    version: int = 2
 
     @property
     def placed(self) -> list[tuple[int, RegionRegistration]]:

@@ -19,6 +19,7 @@ from dleem.cli import (
     demo,
     evaluate,
     info,
+    plan,
     register,
     run_config,
     synth,
@@ -27,7 +28,7 @@ from dleem.cli import (
 )
 from dleem.errors import Cancelled, DleemError, ParameterError
 
-COMMANDS = (info, synth, register, train, crossval, upscale, evaluate, demo, run_config)
+COMMANDS = (info, synth, register, train, crossval, upscale, plan, evaluate, demo, run_config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import logging
 
 #: API parameter -> flag, where they differ (the error names what the user typed).
 FLAGS = {"pixel_size_um": "pixel_size", "output_path": "output", "consistency_path": "consistency",
-         "input_path": "input", "model_dir": "model"}
+         "input_path": "input", "model_dir": "model", "trust_path": "trust"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--consistency", metavar="PATH",
                    help="also write the consistency map (degraded SR - LR) as a float32 TIFF + PNG")
+    p.add_argument("--trust", metavar="TRUST.tif",
+                   help="also write the trust map (predicted error and supported, per block of "
+                        "B x B LR px) and TRUST.json; needs a model trained by this dleem")
     p.add_argument("--dask-scheduler", metavar="ADDR", help="run the tiles on this dask.distributed scheduler")
     p.add_argument("--pixel-size", type=float, metavar="UM", help="LR pixel size in µm (overrides metadata)")
     p.add_argument("--ngff", default="0.5", choices=("0.4", "0.5"),
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         with ProgressDisplay() as progress:
             out = upscale_file(
                 args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
-                resume=args.resume, consistency_path=args.consistency, dask_scheduler=args.dask_scheduler,
+                resume=args.resume, consistency_path=args.consistency, trust_path=args.trust,
+                dask_scheduler=args.dask_scheduler,
                 precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, progress=progress,
             )
     except ParameterError as error:

@@ -186,7 +186,7 @@ def register_files(
         entries.append(result.to_record(
             str(hr_path), ratio_source=source, hr_shape=hr_image.shape,
             hr_pixel_size_um=hr_image.pixel_size_um, hr_pixel_size_source=hr_image.pixel_size_source,
-            hr_databar_rows=hr_databar))
+            hr_databar_rows=hr_databar, noise_model=result.noise_model(lr_array)))
         placed.append((index, hr_image, hr_array, result))
     report(progress, "register", len(hr_paths), len(hr_paths))
 

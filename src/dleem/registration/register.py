@@ -87,6 +87,23 @@ class RegistrationResult:
     valid_fraction: float = 1.0
     timings_s: dict = field(default_factory=dict)
 
+    def noise_model(self, lr: np.ndarray) -> dict[str, float]:
+        """The LR noise model {a, b} (variance = a + b * signal, LR grey levels) from the
+        residual of the fit, its signal being the model (LR minus residual); from the LR
+        crop alone (`dleem.trust.noise.estimate_noise_model`) where too few residuals exist."""
+        from dleem.trust.noise import estimate_noise_model, noise_from_residual
+
+        r0, c0, r1, c1 = self.lr_box
+        crop = np.asarray(lr[r0:r1, c0:c1], dtype=np.float32)
+        used = np.isfinite(self.residual_map)
+        try:
+            if used.sum() < 1000:
+                raise ValueError("too few residuals")
+            model = noise_from_residual(crop[used] - self.residual_map[used], self.residual_map[used])
+        except ValueError:
+            model = estimate_noise_model(crop)
+        return {"a": model.a, "b": model.b}
+
     def to_record(
         self,
         file: str,
@@ -96,6 +113,7 @@ class RegistrationResult:
         hr_pixel_size_um: float | None = None,
         hr_pixel_size_source: str | None = None,
         hr_databar_rows: int = 0,
+        noise_model: dict[str, float] | None = None,
     ) -> RegionRegistration:
         """This result as its entry of ``registration.json`` (no arrays)."""
         return RegionRegistration(
@@ -107,7 +125,7 @@ class RegistrationResult:
             ratio_source=ratio_source, rotation_deg=float(self.rotation_deg),
             lr_box=tuple(int(v) for v in self.lr_box), hr_shape=(int(hr_shape[0]), int(hr_shape[1])),
             hr_pixel_size_um=hr_pixel_size_um, hr_pixel_size_source=hr_pixel_size_source,
-            hr_databar_rows=int(hr_databar_rows),
+            hr_databar_rows=int(hr_databar_rows), noise_model=noise_model,
         )
 
 

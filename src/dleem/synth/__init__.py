@@ -44,9 +44,11 @@ from dleem.synth.acquisition import (
     plan_regions,
     specimen_extent,
 )
+from dleem.synth.region import acquire_region
 from dleem.synth.specimen import Specimen, SpecimenParams, build_specimen, render
 
 __all__ = [
+    "acquire_region",
     "SpecimenParams",
     "SynthParams",
     "SynthResult",

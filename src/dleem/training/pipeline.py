@@ -46,6 +46,7 @@ from dleem.training.options import TrainOptions
 from dleem.training.schedule import Schedule
 from dleem.training.state import RunIdentity, TrainState, checkpoints
 from dleem.training.trainer import LOSS_TERMS, Trainer
+from dleem.training.trust import fit_trust
 from dleem.training.validation import ValidationSet, validation_tiles
 from dleem.workspace import StepRecord, Workspace
 
@@ -352,6 +353,7 @@ class _Run:
                 "val_ssim_bicubic": bicubic[1] if bicubic else None,
             })
             save_model(self.model_dir, self.trainer.ema.module, self.config, raw_generator=self.trainer.generator)
+            fit_trust(self.ws, self.model_dir, self.trainer.ema.module, self.config, info.device)
             write_log(self.model_dir / "log.csv", self.history)
             adv = f" + {o.adv_weight:g} {o.adv_loss}" if o.adv_weight > 0 else ""
             plot_curves(self.model_dir / "curves.png", self.history,

@@ -64,6 +64,7 @@ class Summary:
     hi: float = -math.inf
     hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
     preview: np.ndarray | None = None
+    noise_var_total: float = 0.0  # sum of the LR noise variance at degrade(SR), when a noise model is given
 
     def __post_init__(self) -> None:
         ph, pw = -(-self.shape[0] // self.factor), -(-self.shape[1] // self.factor)
@@ -97,8 +98,12 @@ class Summary:
     def as_dict(self) -> dict[str, float]:
         mean = self.total / max(self.n, 1)
         rms = math.sqrt(self.total_sq / max(self.n, 1))
-        return {"mean": mean, "rms": rms, "min": self.lo, "max": self.hi,
-                "p50_abs": self.percentile_abs(50), "p99_abs": self.percentile_abs(99)}
+        out = {"mean": mean, "rms": rms, "min": self.lo, "max": self.hi,
+               "p50_abs": self.percentile_abs(50), "p99_abs": self.percentile_abs(99)}
+        if self.noise_var_total > 0:  # the LR noise sigma: a faithful SR gives rms / sigma near 1
+            sigma = math.sqrt(self.noise_var_total / max(self.n, 1))
+            out.update(noise_sigma_gl=sigma, rms_in_sigma=rms / sigma)
+        return out
 
 
 def tiles(shape: tuple[int, int], tile: int = TILE) -> Iterator[tuple[int, int, int, int]]:
@@ -110,14 +115,15 @@ def tiles(shape: tuple[int, int], tile: int = TILE) -> Iterator[tuple[int, int, 
 
 def write_consistency(
     path: Path, sr: Any, lr: Any, *, scale: int, sigma_lr_px: float, dtype_max: float,
-    lr_pixel_size_um: float | None, png_path: Path | None = None, tile: int = TILE,
+    lr_pixel_size_um: float | None, png_path: Path | None = None, tile: int = TILE, noise: Any = None,
 ) -> dict[str, Any]:
     """Stream the map into a float32 OME-TIFF at ``path`` (atomic) and draw the summary PNG.
 
     The TIFF follows `dleem.io.write`'s layout rule: strips up to `STRIP_MAX_PIXELS` (ImageJ
     opens it without Bio-Formats), tiles above, the LR pixel size as OME ``PhysicalSizeX/Y``
     and as resolution tags in cm. Returns the summary statistics (LR grey levels) and the
-    files written.
+    files written; with ``noise`` (a `dleem.trust.noise.NoiseModel`) also the LR noise
+    sigma at the signal degrade(SR) (``noise_sigma_gl``) and the RMS in its units.
     """
 
     import tifffile
@@ -132,10 +138,17 @@ def write_consistency(
 
     layout = tiff_layout((h, w), np.float32)
 
+    def add(box: tuple[int, int, int, int], d: np.ndarray) -> None:
+        summary.add(box, d)
+        if noise is not None:
+            y0, y1, x0, x1 = box
+            signal = d + np.asarray(lr[y0:y1, x0:x1], dtype=np.float32)
+            summary.noise_var_total += float(noise.variance(signal).sum(dtype=np.float64))
+
     def tiled() -> Iterator[np.ndarray]:
         for box in tiles((h, w), tile):
             d = map_tile(sr, lr, box, scale, sigma_lr_px)
-            summary.add(box, d)
+            add(box, d)
             yield d
 
     def strips() -> Iterator[np.ndarray]:
@@ -147,7 +160,7 @@ def write_consistency(
             for c0 in range(0, w, tile):  # tile by tile: memory of one band + one window
                 box = (r0, r1, c0, min(c0 + tile, w))
                 d = map_tile(sr, lr, box, scale, sigma_lr_px)
-                summary.add(box, d)
+                add(box, d)
                 band[:, box[2]:box[3]] = d
             for s0 in range(0, r1 - r0, rows):
                 yield band[s0:s0 + rows]
@@ -202,7 +215,9 @@ def draw_summary(path: Path, summary: Summary, stats: dict[str, float], *, sigma
     text = (f"mean {stats['mean']:.3g}   RMS {stats['rms']:.3g}   min {stats['min']:.3g}   "
             f"max {stats['max']:.3g}\n"
             f"median |d| {stats['p50_abs']:.3g}   99% |d| {stats['p99_abs']:.3g}   "
-            f"(σ {sigma_lr_px:g} LR px, x{scale})")
+            f"(blur σ {sigma_lr_px:g} LR px, x{scale})")
+    if "noise_sigma_gl" in stats:
+        text += f"\nLR noise σ {stats['noise_sigma_gl']:.3g} grey levels: RMS = {stats['rms_in_sigma']:.2f} σ"
     ax1.set_title(text, fontsize=8, loc="left", family="monospace")
     fig.tight_layout()
     try:

@@ -359,6 +359,7 @@ def upscale_file(
     device: str = "auto",
     resume: bool = False,
     consistency_path: str | PathLike[str] | None = None,
+    trust_path: str | PathLike[str] | None = None,
     dask_scheduler: str | None = None,
     precision: str = "auto",
     pixel_size_um: float | None = None,
@@ -387,6 +388,10 @@ def upscale_file(
         A second run writing the same output while one runs is refused.
     consistency_path : path, optional
         Also write the consistency map (float32 TIFF, LR grid) and ``*_summary.png``.
+    trust_path : path, optional
+        Also write the trust map (``dleem.upscale.trust``: float32 OME-TIFF of B x B LR px
+        blocks, predicted RMSE and supported) and its ``.json``; needs the model folder's
+        trust files and a ``tile`` that is a multiple of B.
     dask_scheduler : str, optional
         Address of a dask.distributed scheduler: tiles run on its workers (`upscale_dask`).
     pixel_size_um : float, optional
@@ -405,12 +410,14 @@ def upscale_file(
     """
     from dleem.upscale import stream
     from dleem.upscale.engine import resolve_device
+    from dleem.upscale.trust import prepare_trust
 
     src, out = Path(input_path), Path(output_path)
     cons = Path(consistency_path) if consistency_path is not None else None
     _check_options(tile=tile, batch=batch, precision=precision, pixel_size_um=pixel_size_um, ngff=ngff)
     kind = _output_kind(out)
     _check_paths(src, out, kind, cons)
+    trust = prepare_trust(trust_path, model_dir, src=src, out=out, cons=cons, tile=tile)
     lr, px, px_source = stream.open_lazy(src)
     if pixel_size_um is not None:
         px, px_source = float(pixel_size_um), "user"
@@ -441,7 +448,7 @@ def upscale_file(
         job = _Job(src=src, out=out, kind=kind, cons=cons, lr=lr, px=px, px_source=px_source,
                    model=model, model_dir=model_dir, device=dev, tile=tile, batch=batch,
                    precision=precision, dask_scheduler=dask_scheduler, work=work,
-                   zarr_format=2 if (kind == "zarr" and str(ngff) == "0.4") else 3)
+                   zarr_format=2 if (kind == "zarr" and str(ngff) == "0.4") else 3, trust=trust)
         _run_job(job, resume=resume, progress=progress)
     finally:
         lock.release()
@@ -468,6 +475,7 @@ class _Job:
     dask_scheduler: str | None
     work: Path
     zarr_format: int
+    trust: Any = None  # a dleem.upscale.trust.TrustJob
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -565,6 +573,7 @@ def _finish(job: _Job, store: Any) -> None:
     from dleem.io.atomic import atomic_write
     from dleem.upscale import stream
     from dleem.upscale.consistency import write_consistency
+    from dleem.upscale.trust import model_noise, write_trust
 
     k, px = job.k, job.px
     sr_px = px / k if px else None
@@ -584,9 +593,12 @@ def _finish(job: _Job, store: Any) -> None:
             sigma = 0.0
         unit = float(_norm(job.model).get("dtype_max") or dtype_max(job.lr.dtype))
         summary = write_consistency(job.cons, levels[0], job.lr, scale=k, sigma_lr_px=float(sigma),
-                                    dtype_max=unit, lr_pixel_size_um=px)
+                                    dtype_max=unit, lr_pixel_size_um=px, noise=model_noise(job.model_dir))
         log.info("consistency map %s: RMS %.3g grey levels, 99%% |d| %.3g",
                  summary["map"], summary["rms"], summary["p99_abs"])
+    if job.trust is not None:
+        write_trust(job.trust, levels[0], job.lr, scale=k, tile=job.tile, lr_file=job.src, lr_pixel_size_um=px,
+                    sigma_lr_px=float(getattr(job.model.config, "lr_blur_sigma_px", None) or 0.0))
     t1 = time.perf_counter()
     if job.kind == "zarr":
         stream.replace_path(job.work, job.out)

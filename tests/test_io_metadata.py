@@ -165,6 +165,33 @@ def test_imagej_unit(tmp_path, real_texture):
     assert image.pixel_size_um == pytest.approx(0.25)
 
 
+def test_imagej_escaped_micrometre_unit(tmp_path, real_texture, capsys):
+    # Fiji's Set Scale in µm is saved as the six ASCII characters \u00B5m (descriptions are ASCII)
+    path = tmp_path / "fiji.tif"
+    tifffile.imwrite(path, real_texture, imagej=True, resolution=(20.0, 20.0),
+                     metadata={"unit": "\\u00B5m"})
+    with tifffile.TiffFile(path) as tif:
+        assert "unit=\\u00B5m" in tif.pages[0].description  # what tifffile really writes
+        assert tif.pages[0].tags["ResolutionUnit"].value == 1
+    image = read_image(path)
+    assert (image.pixel_size_um, image.pixel_size_source) == (pytest.approx(0.05), "resolution_tags")
+    from dleem.cli import main
+
+    assert main(["info", str(path)]) == 0
+    assert "pixel size:  0.05 µm (resolution_tags)" in capsys.readouterr().out
+
+
+def test_imagej_hand_made_description(tmp_path, real_texture):
+    # the description as ImageJ 1.x itself writes it (not through tifffile's imagej=True)
+    description = "ImageJ=1.54f\nunit=\\u00B5m\nspacing=1.0\nloop=false\n"
+    path = tmp_path / "imagej.tif"
+    tifffile.imwrite(path, real_texture, description=description, resolution=(8.0, 8.0),
+                     resolutionunit="NONE", metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej and tif.imagej_metadata["unit"] == "\\u00B5m"
+    assert read_image(path).pixel_size_um == pytest.approx(0.125)
+
+
 def test_user_override_wins(tmp_path, real_texture):
     tifffile.imwrite(tmp_path / "zeiss.tif", real_texture,
                      extratags=[(34118, "s", 0, ZEISS_TEXT, True)])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dleem.errors import DleemError
+from dleem.io.atomic import check_output_dir, make_folder
 from dleem.progress import ProgressCallback
 from dleem.workspace import StepRecord, UpscaleRecord, Workspace
 
@@ -47,6 +48,8 @@ class WorkflowConfig:
     ratio, scale : LR/HR pixel-size ratio (default from metadata) and integer SR scale k
         (default round(ratio), at most 8).
     pixel_size_lr_um, pixel_size_hr_um : override the files' pixel sizes.
+    page, scene, channel : the plane of a multi-page LR TIFF or an LR Zeiss CZI (see
+        `dleem.io.read_image`); hr_page, hr_scene, hr_channel : the same for every HR file.
     losses : one model is trained per pixel loss ("mae", "mse").
     minutes, steps : training budget per model (one of them).
     preset : generator size ("default", "cpu", "tiny"); adv_weight : 0 = no GAN phase.
@@ -61,6 +64,12 @@ class WorkflowConfig:
     scale: int | None = None
     pixel_size_lr_um: float | None = None
     pixel_size_hr_um: float | None = None
+    page: int | None = None
+    scene: int | None = None
+    channel: int | None = None
+    hr_page: int | None = None
+    hr_scene: int | None = None
+    hr_channel: int | None = None
     rotation_search: bool = False
     keep_going: bool = False
     losses: list[str] = field(default_factory=lambda: ["mae", "mse"])
@@ -105,7 +114,9 @@ TOML_KEYS: dict[str, dict[str, tuple[str, tuple[type, ...]]]] = {
          "pixel_size_lr_um": ("pixel_size_lr_um", (int, float)),
          "pixel_size_hr_um": ("pixel_size_hr_um", (int, float)),
          "rotation_search": ("rotation_search", (bool,)), "keep_going": ("keep_going", (bool,)),
-         "seed": ("seed", (int,))},
+         "seed": ("seed", (int,)),
+         **{key: (key, (int,)) for key in ("page", "scene", "channel", "hr_page", "hr_scene",
+                                           "hr_channel")}},
     "train": {"losses": ("losses", (list,)), "minutes": ("minutes", (int, float)),
               "steps": ("steps", (int,)), "preset": ("preset", (str,)),
               "adv_weight": ("adv_weight", (int, float)), "batch": ("batch", (int,)),
@@ -198,14 +209,16 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
     i = first_step
     timings = timings if timings is not None else {}
     ws = Workspace(cfg.output)
-    ws.path.mkdir(parents=True, exist_ok=True)
+    make_folder(check_output_dir(ws.path, "workspace"))
 
     _step(i, n, f"register {len(cfg.hr)} HR region(s) into {cfg.lr.name}")
     t0 = time.perf_counter()
     reg = register_files(cfg.lr, cfg.hr, ws, ratio=cfg.ratio, scale=cfg.scale,
                          rotation_search=cfg.rotation_search, keep_going=cfg.keep_going,
                          pixel_size_lr_um=cfg.pixel_size_lr_um,
-                         pixel_size_hr_um=cfg.pixel_size_hr_um, seed=cfg.seed, progress=progress)
+                         pixel_size_hr_um=cfg.pixel_size_hr_um, seed=cfg.seed, progress=progress,
+                         lr_page=cfg.page, lr_scene=cfg.scene, lr_channel=cfg.channel,
+                         hr_page=cfg.hr_page, hr_scene=cfg.hr_scene, hr_channel=cfg.hr_channel)
     timings["register"] = time.perf_counter() - t0
     log.info("registered %d/%d regions in %.0f s", len(reg.placed), len(reg.regions),
              timings["register"])
@@ -234,7 +247,8 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
         t0 = time.perf_counter()
         sr_path = upscale_file(cfg.lr, model_dirs[sr_model], ws.sr_path, tile=cfg.upscale_tile,
                                device=cfg.device, consistency_path=ws.consistency_path,
-                               pixel_size_um=cfg.pixel_size_lr_um, progress=progress)
+                               pixel_size_um=cfg.pixel_size_lr_um, page=cfg.page, scene=cfg.scene,
+                               channel=cfg.channel, progress=progress)
         cons_path = ws.consistency_path
         timings["upscale"] = time.perf_counter() - t0
         ws.write_upscale(UpscaleRecord(

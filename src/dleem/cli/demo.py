@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from dleem.cli.options import progress_display
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from dleem.workflow import demo
 
     t0 = time.perf_counter()
-    from dleem.progress import ProgressDisplay
-
-    with ProgressDisplay() as progress:
+    with progress_display(args) as progress:
         index = demo(args.output, quick=args.quick, seed=args.seed, device=args.device,
                      progress=progress)
     sys.stdout.write(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min\n"

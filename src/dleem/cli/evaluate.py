@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from dleem.cli.options import progress_display
 from dleem.errors import DleemError
 
 
@@ -83,10 +84,30 @@ def parse_threshold(text: str) -> str | float:
     return value
 
 
+def check_upscaled(path: Path, lr_shape: tuple[int, ...], scale: int) -> None:
+    """The upscaled image named in the report must be one: readable, decodable, and
+    exactly ``scale`` times the LR shape (a truncated or unrelated file is refused)."""
+    import numpy as np
+
+    from dleem.io import read_image
+
+    image = read_image(path, lazy=True, databar="keep")
+    expected = tuple(scale * n for n in lr_shape)
+    if image.shape != expected:
+        raise DleemError(f"{path}: {image.shape[0]} x {image.shape[1]} px is not the upscaled LR "
+                         f"map ({scale} x {lr_shape[0]} x {lr_shape[1]} = {expected[0]} x {expected[1]})")
+    rows, cols = image.shape
+    try:
+        for y, x in ((0, 0), (rows // 2, cols // 2), (max(rows - 64, 0), max(cols - 64, 0))):
+            np.asarray(image.data[y:y + 64, x:x + 64])
+    except Exception as error:  # noqa: BLE001 - any decoder failure is a corrupt file
+        raise DleemError(f"{path}: cannot be decoded ({str(error).strip()[:120] or type(error).__name__})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from dleem.evaluation.evaluate import EvalOptions
     from dleem.evaluation.pipeline import evaluate_workspace
-    from dleem.progress import ProgressDisplay
+    from dleem.io.atomic import check_output_dir
     from dleem.workspace import Workspace
 
     if args.tiles is not None and args.tiles < 1:
@@ -97,14 +118,19 @@ def run(args: argparse.Namespace) -> int:
         connectivity=args.connectivity, min_pore_px=args.min_pore_px, border_px=args.border,
         gallery=args.gallery, thickness_tiles=args.thickness_tiles,
     )
-    sr, consistency, sr_model = Workspace(args.workspace).upscaled()
+    ws = Workspace(args.workspace)
+    sr, consistency, sr_model = ws.upscaled()
     sr = Path(args.sr) if args.sr else sr
     consistency = Path(args.consistency) if args.consistency else consistency
     for path in (sr, consistency, args.crossval):
         if path is not None and not path.exists():
             raise DleemError(f"{path}: not found")
+    if sr is not None:
+        manifest = ws.read_pairs()
+        check_upscaled(sr, tuple(manifest.lr_shape), manifest.scale)
+    check_output_dir(args.output if args.output is not None else ws.report_dir, "report folder")
     command = "dleem " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
-    with ProgressDisplay() as progress:
+    with progress_display(args) as progress:
         index = evaluate_workspace(
             args.workspace, args.model, options, sr_path=sr, consistency_path=consistency,
             sr_model=args.sr_model or sr_model, use_truth=not args.no_truth, device=args.device,

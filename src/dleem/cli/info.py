@@ -6,6 +6,8 @@ import argparse
 import math
 import sys
 
+from dleem.cli.options import add_plane_options, plane
+
 
 def _positive_float(text: str) -> float:
     try:
@@ -28,21 +30,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="TIFF, PNG, JPEG, zarr or Zeiss CZI image")
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", default=None,
                    help="pixel size in µm (overrides the file's metadata)")
-    p.add_argument("--page", type=int, metavar="N", default=None,
-                   help="page of a multi-page TIFF whose pages are separate images; "
-                        "the Z/T plane of a CZI that has several")
-    p.add_argument("--scene", type=int, metavar="N", default=None,
-                   help="scene of a CZI that has several (the error lists them)")
-    p.add_argument("--channel", type=int, metavar="N", default=None,
-                   help="channel of a CZI that has several (the error lists them)")
+    add_plane_options(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dleem.io import read_image
 
-    image = read_image(args.file, pixel_size_um=args.pixel_size, page=args.page,
-                       databar="detect", scene=args.scene, channel=args.channel)
+    image = read_image(args.file, pixel_size_um=args.pixel_size, databar="detect", **plane(args))
     rows, cols = image.shape
     lines = [
         f"file:        {image.path}",

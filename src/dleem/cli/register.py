@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dleem.cli.options import add_plane_options, plane, progress_display
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -49,14 +51,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "square (default); stripes: three parallel stripes")
     p.add_argument("--max-iterations", type=int, default=50, help="cap on refinement iterations")
     p.add_argument("--no-qc", action="store_true", help="skip the QC figures")
+    add_plane_options(p.add_argument_group("multi-page and multi-scene LR"), of="the LR image")
+    add_plane_options(p.add_argument_group("multi-page and multi-scene HR"), "hr-", of="every HR image")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dleem.progress import ProgressDisplay
     from dleem.registration.pipeline import register_files
 
-    with ProgressDisplay() as progress:
+    lr_plane, hr_plane = plane(args), plane(args, "hr-")
+    with progress_display(args) as progress:
         record = register_files(
             args.lr, args.hr, args.workspace,
             ratio=args.ratio, scale=args.scale, rotation_search=args.rotation_search,
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             mask_databar=not args.keep_databar, seed=args.seed,
             split_fractions=tuple(args.split), guard_lr_px=args.guard, split_layout=args.split_layout,
             max_iterations=args.max_iterations, qc=not args.no_qc, progress=progress,
+            **{f"lr_{k}": v for k, v in lr_plane.items()}, **{f"hr_{k}": v for k, v in hr_plane.items()},
         )
     lines = []
     for r in record.regions:

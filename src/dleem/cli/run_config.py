@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from dleem.cli.options import progress_display
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,9 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     t0 = time.perf_counter()
-    from dleem.progress import ProgressDisplay
-
-    with ProgressDisplay() as progress:
+    with progress_display(args) as progress:
         index = run_workflow(cfg, truth=True, command=f"dleem run {args.config}",
                              progress=progress)
     sys.stdout.write(f"workflow finished in {(time.perf_counter() - t0) / 60:.1f} min\n"

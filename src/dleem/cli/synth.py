@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite the LR.tif, HR_i.tif and truth.json already in DIR")
     g = p.add_argument_group("geometry")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--ratio", type=float, default=4.0,
@@ -73,6 +75,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+#: SynthParams field -> flag, where they differ (an error names what the user typed).
+FLAGS = {"lr_size": "size", "lr_pixel_size_um": "pixel_size", "rotation_deg": "rotation",
+         "drift_px": "drift", "lr_blur_sigma_px": "lr_blur", "hr_blur_sigma_px": "hr_blur",
+         "lr_dose": "dose", "databar_rows": "databar", "specimen.grain_size_um": "grain_size",
+         "lr_supersample": "supersample", "hr_supersample": "supersample"}
+
+
 def params_from_args(args: argparse.Namespace):  # -> SynthParams
     from dleem.synth import SpecimenParams, SynthParams
 
@@ -92,10 +101,15 @@ def params_from_args(args: argparse.Namespace):  # -> SynthParams
 
 
 def run(args: argparse.Namespace) -> int:
+    from dleem.errors import ParameterError
     from dleem.synth import generate
 
     t0 = time.perf_counter()
-    result = generate(args.output, params_from_args(args))
+    try:
+        result = generate(args.output, params_from_args(args), force=args.force)
+    except ParameterError as error:
+        error.parameter = FLAGS.get(error.parameter, error.parameter)
+        raise
     truth = result.truth
     sys.stdout.write(
         f"wrote {args.output}: LR.tif {truth['lr_shape'][0]}x{truth['lr_shape'][1]} px at "

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 
+from dleem.cli.options import progress_display
 from dleem.models.arch import PRESETS
 from dleem.training.options import ADV_LOSSES, PIXEL_LOSSES, PRECISIONS, SCHEDULES
 
@@ -64,7 +65,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dleem.progress import ProgressDisplay
     from dleem.training import TrainOptions, train
 
     options = TrainOptions(
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    with ProgressDisplay(quiet=not main_rank) as display:
+    with progress_display(args, quiet=not main_rank) as display:
         result = train(args.workspace, args.model_dir, options, progress=display)
     if main_rank:
         msg = f"model written to {result.model_dir} ({result.steps} steps, {result.elapsed_s:.0f} s"

@@ -60,9 +60,18 @@ _DEFAULT_DPI = {72.0, 96.0, 150.0, 180.0, 200.0, 240.0, 300.0, 600.0, 1200.0}
 _PLAUSIBLE_UM = (1e-6, 1e3)
 
 
+#: A Java/JSON ``\\uXXXX`` escape: ImageJ writes µm as the six characters ``\\u00B5m``.
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
 def unit_to_um(unit: str) -> float | None:
-    """Micrometres per `unit` (``"nm"``, ``"µm"``, ``"um"``, ``"m"`` ...), or None."""
-    return _UNIT_UM.get(unit.strip().lower())
+    """Micrometres per `unit` (``"nm"``, ``"µm"``, ``"um"``, ``"m"`` ...), or None.
+
+    ``\\u`` escapes are decoded first: ImageJ's Set Scale saves µm in a TIFF description
+    as ``unit=\\u00B5m`` (TIFF descriptions are ASCII).
+    """
+    decoded = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), unit)
+    return _UNIT_UM.get(decoded.strip().lower())
 
 
 def _plausible(value_um: float | None, source: str) -> float | None:

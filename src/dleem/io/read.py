@@ -40,6 +40,8 @@ SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "floa
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8", ".tf2"}
 ZARR_SUFFIXES = {".zarr", ".zr"}
 CZI_SUFFIXES = {".czi"}
+#: Files that make a folder a zarr store (v2 array / group, v3).
+ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 Databar = Literal["keep", "detect", "crop"]
 
 
@@ -182,6 +184,32 @@ def read_image(
     return image
 
 
+def load_array(data: Any, source: str | PathLike[str] | None, *, what: str,
+               working_bytes_per_px: int = 8, advice: str = "crop or bin the image first",
+               ) -> np.ndarray:
+    """A (lazy) 2-D image in memory, for a step that needs all of it, refused in one line
+    when the step cannot work on it: more pixels than the available memory holds (checked
+    from the declared shape, before a byte is decoded), or NaN / Inf in a float image.
+
+    ``working_bytes_per_px`` is the step's own working memory per pixel beyond the pixels
+    themselves (8: one float64 copy).
+    """
+    from dleem.io.resources import check_memory
+
+    rows, cols = (int(n) for n in data.shape)
+    need = rows * cols * (np.dtype(data.dtype).itemsize + working_bytes_per_px)
+    check_memory(source, need, f"its {rows} x {cols} px ({what})", advice)
+    array = np.asarray(data)
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            n_nan = int(np.isnan(array).sum())
+            y, x = (int(v) for v in np.argwhere(bad)[0])
+            raise InputError(source, f"holds {n_nan} NaN and {int(bad.sum()) - n_nan} infinite pixels "
+                                     f"(the first at row {y}, column {x}); replace or crop them first")
+    return array
+
+
 # --- formats --------------------------------------------------------------------------
 
 
@@ -310,6 +338,8 @@ def _read_zarr(path: Path, lazy: bool | None) -> SEMImage:
     """A zarr array, or a group holding one (OME-Zarr: level 0 of the first multiscale)."""
     import zarr
 
+    if path.is_dir() and not any((path / name).exists() for name in ZARR_MARKERS):
+        raise InputError(path, "is a folder, not an image file nor a zarr store")
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as error:  # noqa: BLE001

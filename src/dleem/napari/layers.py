@@ -49,6 +49,11 @@ class Layers:
         return None
 
 
+def units(pixel_size_um: float | None) -> dict[str, Any]:
+    """The layer's world unit, so napari's scale bar and cursor say µm (pixels without one)."""
+    return {"units": ("µm", "µm")} if pixel_size_um else {}
+
+
 def _meta(kind: str, path: Path | str, **extra: Any) -> dict[str, Any]:
     return {"dleem": {"kind": kind, "path": str(path), **extra}}
 
@@ -67,7 +72,8 @@ def lr_layer(path: Path | str, lr_pixel_size_um: float | None) -> LayerData:
     px = lr_pixel_size_um or image.pixel_size_um
     u = lr_unit_um(px)
     return (image.data, {"name": "LR", "scale": (u, u), "translate": (0.0, 0.0),
-                         "colormap": "gray", "metadata": _meta("lr", path, pixel_size_um=px)},
+                         "colormap": "gray", "metadata": _meta("lr", path, pixel_size_um=px),
+                         **units(px)},
             "image")
 
 
@@ -79,7 +85,7 @@ def hr_layer(region: Any, lr_pixel_size_um: float | None) -> LayerData:
     gain = 1.0 if region.gain is None else float(region.gain)
     offset = 0.0 if region.offset is None else float(region.offset)
     return (image.data, {"name": name, "affine": hr_affine(region.hr_to_lr, lr_pixel_size_um),
-                         "colormap": "gray",
+                         "colormap": "gray", **units(lr_pixel_size_um),
                          "metadata": _meta("hr", region.file, gain=gain, offset=offset,
                                            lr_grey_scale=False)}, "image")
 
@@ -162,7 +168,7 @@ def sr_layer(path: Path | str) -> LayerData:
         unit = float(ngff["scale"][-1])
         origin = float(ngff.get("translation", [origin])[-1])
     kwargs = {"name": f"SR x{k}", "scale": (unit, unit), "translate": (origin, origin),
-              "multiscale": len(levels) > 1, "colormap": "gray",
+              "multiscale": len(levels) > 1, "colormap": "gray", **units(lr_px),
               "metadata": _meta("sr", p, scale=k, sr_origin_lr_px=record.get("sr_origin_lr_px"),
                                 model=record.get("model"))}
     return (levels if len(levels) > 1 else levels[0], kwargs, "image")
@@ -175,7 +181,8 @@ def grid_map_layer(path: Path | str, name: str, kind: str, lr_shape: tuple[int, 
     image = _read(path)
     data = np.asarray(image.data, dtype=np.float32)
     block = 1.0 if lr_shape is None else lr_shape[0] / data.shape[0]
-    u = lr_unit_um(lr_pixel_size_um or image.pixel_size_um)
+    px = lr_pixel_size_um or image.pixel_size_um
+    u = lr_unit_um(px)
     finite = data[np.isfinite(data)]
     if symmetric:
         top = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
@@ -186,7 +193,7 @@ def grid_map_layer(path: Path | str, name: str, kind: str, lr_shape: tuple[int, 
     return (data, {"name": name, "scale": (block * u, block * u),
                    "translate": ((block - 1) / 2 * u, (block - 1) / 2 * u),
                    "colormap": colormap, "contrast_limits": limits, "opacity": MAP_OPACITY,
-                   "blending": "translucent",
+                   "blending": "translucent", **units(px),
                    "metadata": _meta(kind, path, colorbar=True)}, "image")
 
 
@@ -210,7 +217,7 @@ def _rectangles(boxes: list[tuple[str, str, tuple[int, int, int, int]]], name: s
                 lr_pixel_size_um: float | None, colour_of: Callable[[str], str]) -> LayerData:
     u = lr_unit_um(lr_pixel_size_um)
     return ([box_corners(b) for _, _, b in boxes],
-            {"name": name, "shape_type": "rectangle", "scale": (u, u),
+            {"name": name, "shape_type": "rectangle", "scale": (u, u), **units(lr_pixel_size_um),
              "edge_color": [colour_of(kind) for _, kind, _ in boxes], "face_color": "transparent",
              "edge_width": 1.5,
              "features": {"region": [r for r, _, _ in boxes], "area": [k for _, k, _ in boxes]},

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 from dleem.errors import Cancelled, DleemError
 from dleem.napari import steps
 from dleem.napari.geometry import sr_origin_um, world_box_to_lr
-from dleem.napari.layers import LayerData, consistency_layer, sr_layer, workspace_layers
+from dleem.napari.layers import LayerData, consistency_layer, sr_layer, units, workspace_layers
 from dleem.napari.reader import show_colour_bar
 from dleem.workspace import Workspace
 
@@ -224,8 +224,8 @@ class DleemWidget(QWidget):
     def visible_box(self) -> tuple[int, int, int, int]:
         """The LR pixels the canvas shows."""
         layer = self.lr_layer()
-        centre = np.asarray(self.viewer.camera.center[-2:], dtype=float)
-        half = np.asarray(self.viewer.canvas.size, dtype=float) / self.viewer.camera.zoom / 2
+        centre = np.asarray(self.viewer.scene.camera.center[-2:], dtype=float)
+        half = np.asarray(self.viewer.canvas.size, dtype=float) / self.viewer.scene.camera.zoom / 2
         corners = np.array([centre - half, centre + half])
         return world_box_to_lr(corners, float(layer.scale[-1]), tuple(layer.data.shape[-2:]))
 
@@ -389,6 +389,7 @@ class DleemWidget(QWidget):
         r0, c0 = look.box[:2]
         origin = sr_origin_um(look.scale, u)
         self.show([(look.sr, {"name": f"SR x{look.scale} of LR {look.box}", "colormap": "gray",
+                              **units(lr.metadata.get("dleem", {}).get("pixel_size_um")),
                               "scale": (u / look.scale,) * 2,
                               "translate": (r0 * u + origin, c0 * u + origin),
                               "metadata": {"dleem": {"kind": "sr box", "box": look.box}}},
@@ -436,11 +437,12 @@ class DleemWidget(QWidget):
         side, gap = (c1 - c0) * u, QUICK_LOOK_GAP_LR_PX * u
         left = width * u + gap
         origin = sr_origin_um(k, u)  # fine pixel (0, 0) relative to LR pixel (0, 0)
+        unit_of = units(u) if u != 1.0 else {}
         panels = [("LR", look.lr, u, 0.0), ("bicubic", look.bicubic, u / k, origin),
                   (f"SR x{k}", look.sr, u / k, origin)]
         layers = []
         for i, (name, data, unit, shift) in enumerate(panels):
-            layers.append((data, {"name": f"quick look: {name}", "colormap": "gray",
+            layers.append((data, {"name": f"quick look: {name}", "colormap": "gray", **unit_of,
                                   "scale": (unit, unit),
                                   "translate": (r0 * u + shift, left + i * (side + gap) + shift),
                                   "metadata": {"dleem": {"kind": "quick look", "box": look.box}}},

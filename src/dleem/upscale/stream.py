@@ -63,17 +63,19 @@ PYRAMID_MIN_SIDE = 512
 
 
 # -- input ---------------------------------------------------------------------------
-def open_lazy(path: Path) -> tuple[Any, float | None, str]:
+def open_lazy(path: Path, *, page: int | None = None, scene: int | None = None,
+              channel: int | None = None) -> tuple[Any, float | None, str]:
     """Open a 2-D image without loading it: (array-like, pixel size µm or None, source).
 
     `dleem.io.read_image` with ``lazy=True``: a TIFF becomes a memory map (uncompressed,
     contiguous pixels) or a zarr view decoding one tile/strip per access; zarr and
     OME-Zarr (level 0) stay zarr. A databar is reported, not cropped: the whole frame
-    is upscaled, as the user gave it.
+    is upscaled, as the user gave it. ``page``, ``scene``, ``channel``: the plane of a
+    multi-page TIFF or a CZI, as in `read_image`.
     """
     from dleem.io import read_image
 
-    image = read_image(path, lazy=True, databar="detect")
+    image = read_image(path, lazy=True, databar="detect", page=page, scene=scene, channel=channel)
     if image.databar_rows:
         log.info("%s: the bottom %d rows look like a databar; they are upscaled too "
                  "(crop the image first to leave them out)", path, image.databar_rows)

@@ -48,6 +48,14 @@ def test_config_reads_and_resolves_paths(tmp_path):
     assert cfg.losses == ["mae"] and cfg.tiles == 20 and cfg.threshold == 90.0
 
 
+def test_crossval_table(tmp_path):
+    cfg = load_config(write_config(tmp_path, GOOD + "[crossval]\nenabled = true\nfolds = 4\n"))
+    assert cfg.crossval and cfg.crossval_folds == 4
+    assert not load_config(write_config(tmp_path, GOOD)).crossval
+    with pytest.raises(DleemError, match="'crossval.enabled' must be bool"):
+        load_config(write_config(tmp_path, GOOD + "[crossval]\nenabled = 1\n"))
+
+
 @pytest.mark.parametrize("text, message", [
     (GOOD.replace("ratio = 4.17", "ratoi = 4.17"), "unknown key 'ratoi'"),
     (GOOD.replace("minutes = 2.5", "minuets = 2.5"), "unknown key 'train.minuets'"),
@@ -94,7 +102,7 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
         def __init__(self, d):
             self.model_dir = d
 
-    def fake_train(ws, model_dir, options, progress=None):
+    def fake_train(ws, model_dir, options, progress=None, regions=None):
         calls.append(("train", options.loss, options.preset))
         cfg = ModelConfig.tiny(scale=4, input_dtype="uint8", mean=0.6, std=0.2,
                                lr_pixel_size_um=0.4)
@@ -131,3 +139,47 @@ def test_tile_size_shrinks_to_fit_small_test_areas(tmp_path):
     ws = make_workspace(tmp_path)  # one 64 x 64 LR px test box at scale 4
     assert fit_tile_size(ws, 128) == 128
     assert fit_tile_size(ws, 1024) == 192
+
+
+def test_workflow_cross_validates_first_when_asked(tmp_path, monkeypatch):
+    """[crossval] enabled: one fold per block of the single region, each trained with the
+    final model's loss and budget, then the final model; the report leads with the estimate."""
+    import dleem.registration.pipeline as rw
+    import dleem.training as training
+    from dleem.models import ModelConfig, build_generator, save_model
+    from dleem.workspace import Workspace
+
+    out = tmp_path / "out"
+    budgets = []
+
+    def fake_register(lr, hrs, ws, **kw):
+        make_workspace(tmp_path, ws=Path(ws))
+        return Workspace(ws).read_registration()
+
+    class Result:
+        def __init__(self, d):
+            self.model_dir = d
+
+    def fake_train(ws, model_dir, options, progress=None, regions=None):
+        budgets.append((Path(model_dir).name, options.loss, options.steps))
+        cfg = ModelConfig.tiny(scale=4, input_dtype="uint8", mean=0.6, std=0.2,
+                               lr_pixel_size_um=0.4)
+        save_model(model_dir, build_generator(cfg.arch, 4), cfg)
+        return Result(Path(model_dir))
+
+    monkeypatch.setattr(rw, "register_files", fake_register)
+    monkeypatch.setattr(training, "train", fake_train)
+    make_workspace(tmp_path / "pre")
+    data = tmp_path / "pre" / "data"
+    cfg = WorkflowConfig(lr=data / "LR.tif", hr=[data / "HR_1.tif"], output=out, losses=["mae"],
+                         steps=3, preset="tiny", device="cpu", upscale="mae", upscale_tile=64,
+                         tile_size=64, thickness_tiles=2, crossval=True, crossval_folds=2)
+    index = run_workflow(cfg)
+    assert [b[0] for b in budgets] == ["fold-HR_1-block-1of2", "fold-HR_1-block-2of2", "model-mae"]
+    assert {(b[1], b[2]) for b in budgets} == {("mae", 3)}  # the same loss and budget
+    record = Workspace(out).read_crossval()
+    assert record.scheme == "spatial-k-fold" and len(record.folds) == 2
+    page = index.read_text()
+    assert page.index("The quality to expect where no HR was acquired") < page.index(
+        "In-region test areas")
+    assert "crossval" in Workspace(out).read_manifest().steps

@@ -1,9 +1,12 @@
-"""The whole workflow in one call: register -> train (one model per loss) -> upscale -> evaluate.
+"""The whole workflow in one call: register -> crossval -> train (one model per loss) ->
+upscale -> evaluate.
 
 `run_workflow` runs it on the user's files (`dleem run CONFIG.toml`); `demo` first
 synthesises the built-in sandstone (`dleem demo`). The workspace folder holds everything::
 
     OUT/registration.json, qc/, pairs/      dleem register
+    OUT/crossval/crossval.json, fold-*/     dleem crossval (one model per fold, the budget and
+                                            loss of the model that upscales the map)
     OUT/models/model-mae, models/model-mse  dleem train (one folder per pixel loss)
     OUT/upscale/SR.ome.tif, consistency.tif dleem upscale (the whole LR area, one model;
                                             upscale.json records which)
@@ -54,7 +57,10 @@ class WorkflowConfig:
     minutes, steps : training budget per model (one of them).
     preset : generator size ("default", "cpu", "tiny"); adv_weight : 0 = no GAN phase.
     upscale : the loss of the model that upscales the whole LR image, or "none".
-    tiles, tile_size, seed, threshold, pores : evaluation settings (`dleem evaluate`).
+    tiles, tile_size, seed, threshold, pores : evaluation settings (`dleem evaluate`); tiles
+        caps the independent grid tiles (None: all).
+    crossval, crossval_folds : run `dleem crossval` (with the budget of the final models)
+        before training; folds of the spatial k-fold when there is one region.
     """
 
     lr: Path
@@ -82,13 +88,15 @@ class WorkflowConfig:
     device: str = "auto"
     upscale: str = "mae"
     upscale_tile: int = 256
-    tiles: int = 200
-    tile_size: int = 256
+    tiles: int | None = None
+    tile_size: int = 128
     eval_seed: int = 0
     threshold: str | float = "otsu"
     pores: str = "dark"
     thickness_tiles: int = 50
     seed: int = 0
+    crossval: bool = False
+    crossval_folds: int = 3
 
     def validate(self) -> None:
         if not self.hr:
@@ -125,6 +133,7 @@ TOML_KEYS: dict[str, dict[str, tuple[str, tuple[type, ...]]]] = {
     "evaluate": {"tiles": ("tiles", (int,)), "tile_size": ("tile_size", (int,)),
                  "seed": ("eval_seed", (int,)), "threshold": ("threshold", (str, int, float)),
                  "pores": ("pores", (str,)), "thickness_tiles": ("thickness_tiles", (int,))},
+    "crossval": {"enabled": ("crossval", (bool,)), "folds": ("crossval_folds", (int,))},
 }
 
 
@@ -141,7 +150,7 @@ def load_config(path: str | PathLike[str]) -> WorkflowConfig:
     for key, value in data.items():
         if isinstance(value, dict):
             if key not in TOML_KEYS or key == "":
-                raise DleemError(f"{path}: unknown table [{key}] (known: train, upscale, evaluate)")
+                raise DleemError(f"{path}: unknown table [{key}] (known: train, upscale, evaluate, crossval)")
             table, prefix = TOML_KEYS[key], f"{key}."
             items = value.items()
         else:
@@ -195,17 +204,18 @@ def _step(i: int, n: int, text: str) -> None:
 def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1,
                  total_steps: int | None = None, timings: dict[str, float] | None = None,
                  command: str | None = None, progress: ProgressCallback | None = None) -> Path:
-    """Register, train one model per loss, upscale the whole LR image, evaluate; returns
-    the report's index.html. ``progress(stage, done, total)`` is passed to every step.
+    """Register, cross-validate (``cfg.crossval``), train one model per loss, upscale the
+    whole LR image, evaluate; returns the report's index.html. ``progress(stage, done,
+    total)`` is passed to every step.
     """
     from dleem.evaluation.evaluate import EvalOptions
-    from dleem.evaluation.pipeline import evaluate_workspace
+    from dleem.evaluation.pipeline import crossval_workspace, evaluate_workspace
     from dleem.registration.pipeline import register_files
     from dleem.training import TrainOptions, train
     from dleem.upscale import upscale_file
 
     cfg.validate()
-    n = total_steps or (2 + len(cfg.losses) + (cfg.upscale != "none"))
+    n = total_steps or (2 + cfg.crossval + len(cfg.losses) + (cfg.upscale != "none"))
     i = first_step
     timings = timings if timings is not None else {}
     ws = Workspace(cfg.output)
@@ -224,6 +234,25 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
              timings["register"])
     i += 1
 
+    def train_options(loss: str) -> TrainOptions:
+        return TrainOptions(steps=cfg.steps, minutes=cfg.minutes, preset=cfg.preset,
+                            loss=loss, adv_weight=cfg.adv_weight, batch=cfg.batch,
+                            patch=cfg.patch, device=cfg.device, seed=cfg.seed, force=True)
+
+    device = "cpu" if cfg.device == "auto" else cfg.device
+    options = EvalOptions(tiles=cfg.tiles, tile_size=fit_tile_size(ws, cfg.tile_size),
+                          seed=cfg.eval_seed, threshold=cfg.threshold,
+                          pores_dark=cfg.pores == "dark", thickness_tiles=cfg.thickness_tiles)
+    if cfg.crossval:
+        loss = cfg.upscale if cfg.upscale != "none" else cfg.losses[0]
+        _step(i, n, f"cross-validate {model_name(loss)}: one model per held-out region, each "
+                    "with the final model's budget")
+        t0 = time.perf_counter()
+        crossval_workspace(ws, train_options(loss), options, folds=cfg.crossval_folds,
+                           use_truth=truth, device=device, progress=progress)
+        timings["crossval"] = time.perf_counter() - t0
+        i += 1
+
     model_dirs: dict[str, Path] = {}
     for loss in cfg.losses:
         name = model_name(loss)
@@ -231,10 +260,7 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
                   else f"{cfg.minutes if cfg.minutes is not None else 10:g} min")
         _step(i, n, f"train {name} ({loss.upper()} + adversarial, preset {cfg.preset}, {budget})")
         t0 = time.perf_counter()
-        opts = TrainOptions(steps=cfg.steps, minutes=cfg.minutes, preset=cfg.preset,
-                            loss=loss, adv_weight=cfg.adv_weight, batch=cfg.batch,
-                            patch=cfg.patch, device=cfg.device, seed=cfg.seed, force=True)
-        result = train(ws, ws.models_dir / name, opts, progress=progress)
+        result = train(ws, ws.models_dir / name, train_options(loss), progress=progress)
         model_dirs[name] = Path(result.model_dir)
         timings[f"train {name}"] = time.perf_counter() - t0
         i += 1
@@ -262,12 +288,8 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
             seconds=round(timings["upscale"], 3)))
         i += 1
 
-    _step(i, n, f"evaluate {', '.join(model_dirs)} on held-out tiles")
+    _step(i, n, f"evaluate {', '.join(model_dirs)} on the test areas")
     t0 = time.perf_counter()
-    options = EvalOptions(tiles=cfg.tiles, tile_size=fit_tile_size(ws, cfg.tile_size),
-                          seed=cfg.eval_seed, threshold=cfg.threshold,
-                          pores_dark=cfg.pores == "dark", thickness_tiles=cfg.thickness_tiles)
-    device = "cpu" if cfg.device == "auto" else cfg.device
     index = evaluate_workspace(ws, list(model_dirs.values()), options, sr_path=sr_path,
                                sr_model=sr_model, consistency_path=cons_path,
                                use_truth=truth, device=device, command=command,
@@ -296,7 +318,11 @@ def fit_tile_size(ws: Workspace | str | PathLike[str], tile_size: int) -> int:
 
 @dataclass(frozen=True)
 class DemoPreset:
-    """Sizes of the demo, chosen for a 2-core CPU (see benchmarks/results/evaluation.md)."""
+    """Sizes of the demo, chosen for a 2-core CPU (see benchmarks/results/evaluation.md).
+
+    ``minutes`` (or ``steps``) is every model's budget alike: each cross-validation fold's
+    and the final models'. ``crossval``: the full demo cross-validates, --quick does not.
+    """
 
     lr_size: int
     hr_size: int
@@ -304,30 +330,34 @@ class DemoPreset:
     minutes: float | None
     steps: int | None
     preset: str
-    tiles: int
+    tiles: int | None
     tile_size: int
     thickness_tiles: int
+    crossval: bool
 
 
-DEMO = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=4.0, steps=None, preset="cpu",
-                  tiles=200, tile_size=256, thickness_tiles=30)
-QUICK = DemoPreset(lr_size=1024, hr_size=1024, regions=2, minutes=None, steps=100, preset="tiny",
-                   tiles=40, tile_size=128, thickness_tiles=10)
+DEMO = DemoPreset(lr_size=1024, hr_size=1024, regions=3, minutes=2.5, steps=None, preset="cpu",
+                  tiles=None, tile_size=128, thickness_tiles=30, crossval=True)
+QUICK = DemoPreset(lr_size=1024, hr_size=1024, regions=3, minutes=None, steps=100, preset="tiny",
+                   tiles=None, tile_size=128, thickness_tiles=10, crossval=False)
 
 
 def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, seed: int = 0,
-         device: str = "auto", preset: DemoPreset | None = None,
+         device: str = "auto", preset: DemoPreset | None = None, compare_losses: bool = False,
          generate: Callable[..., Any] | None = None,
          progress: ProgressCallback | None = None) -> Path:
     """Synthesise the sandstone, then `run_workflow` on it; returns the report's index.html.
 
     The MAE model (pixel MAE, then the adversarial phase: the GAN) upscales the whole LR
-    image; both the MAE and the MSE model are evaluated.
+    image and is cross-validated (leave-one-region-out over the 3 HR regions) unless
+    ``quick``; ``compare_losses`` also trains and evaluates an MSE model.
     """
     p = preset or (QUICK if quick else DEMO)
     out = Path(out_dir)
     data = out / "data"
-    n = 6  # synthesise, register, train MAE, train MSE, upscale, evaluate
+    losses = ["mae", "mse"] if compare_losses else ["mae"]
+    # synthesise, register, (crossval), train each loss, upscale, evaluate
+    n = 4 + p.crossval + len(losses)
     timings: dict[str, float] = {}
     _step(1, n, f"synthesise a sandstone: LR {p.lr_size} px, {p.regions} HR regions of "
                 f"{p.hr_size} px (seed {seed})")
@@ -339,10 +369,11 @@ def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, se
     generate(data, seed=seed, lr_size=p.lr_size, hr_size=p.hr_size, regions=p.regions)
     timings["synthesise"] = time.perf_counter() - t0
     hr = sorted(data.glob("HR_*.tif"), key=lambda f: int(f.stem.split("_")[1]))
-    cfg = WorkflowConfig(lr=data / "LR.tif", hr=hr, output=out, losses=["mae", "mse"],
+    cfg = WorkflowConfig(lr=data / "LR.tif", hr=hr, output=out, losses=losses,
                          minutes=p.minutes, steps=p.steps, preset=p.preset, device=device,
                          upscale="mae", tiles=p.tiles, tile_size=p.tile_size,
-                         thickness_tiles=p.thickness_tiles, seed=seed)
+                         thickness_tiles=p.thickness_tiles, seed=seed, crossval=p.crossval)
+    flags = (" --quick" if quick else "") + (" --compare-losses" if compare_losses else "")
     return run_workflow(cfg, first_step=2, total_steps=n, timings=timings,
-                        command=f"dleem demo{' --quick' if quick else ''} -o {out}",
+                        command=f"dleem demo{flags} -o {out}",
                         progress=progress)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from dleem.cli.options import add_plane_options, plane, progress_display
+
 #: API parameter -> flag, where they differ (the error names what the user typed).
 FLAGS = {"pixel_size_um": "pixel_size", "output_path": "output", "consistency_path": "consistency",
          "input_path": "input", "model_dir": "model", "trust_path": "trust"}
@@ -37,21 +39,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ngff", default="0.5", choices=("0.4", "0.5"),
                    help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2: Fiji, QuPath, "
                         "Bio-Formats)")
+    add_plane_options(p, of="the LR image")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dleem.errors import ParameterError
-    from dleem.progress import ProgressDisplay
     from dleem.upscale import upscale_file
 
     try:
-        with ProgressDisplay() as progress:
+        with progress_display(args) as progress:
             out = upscale_file(
                 args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
                 resume=args.resume, consistency_path=args.consistency, trust_path=args.trust,
                 dask_scheduler=args.dask_scheduler,
                 precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, progress=progress,
+                **plane(args),
             )
     except ParameterError as error:
         error.parameter = FLAGS.get(error.parameter, error.parameter)

@@ -27,6 +27,8 @@ import numpy as np
 from dleem.errors import DleemError, InputError, ParameterError, RegistrationError
 from dleem.imaging import check_scale, default_scale
 from dleem.io import SEMImage, read_image, sha256_file
+from dleem.io.atomic import check_output_dir, remove_stale_parts
+from dleem.io.read import load_array
 from dleem.pairs.manifest import RegionPair, make_pairs
 from dleem.progress import ProgressCallback, report
 from dleem.registration.register import RegistrationResult, register_region
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Above this many times the fitted ratio a scale only interpolates: refused.
 MAX_SCALE_OVER_RATIO = 2.0
+#: Working memory per image pixel beyond the pixels: the float copies the search and the
+#: refinement make.
+WORK_BYTES_PER_PX = 16
 #: A scale this much above the fitted ratio gets a warning (the targets are interpolated).
 WARN_SCALE_OVER_RATIO = 1.05
 
@@ -85,6 +90,13 @@ def _check_parameters(ratio: float | None, scale: int | None, robust: str | None
         raise ParameterError("max_iterations", f"must be >= 1, got {max_iterations}")
 
 
+def _hr_advice(message: str) -> str:
+    """dleem.io's advice names --page, --scene, --channel; for an HR file they are --hr-*."""
+    for name in ("page", "scene", "channel"):
+        message = message.replace(f"(--{name} N", f"(--hr-{name} N")
+    return message
+
+
 def _check_scale_against_ratio(scale: int, ratio: float) -> None:
     """A scale far above the measured ratio invents resolution by interpolation."""
     if scale > MAX_SCALE_OVER_RATIO * ratio:
@@ -115,6 +127,12 @@ def register_files(
     max_iterations: int = 50,
     qc: bool = True,
     pairs: bool = True,
+    lr_page: int | None = None,
+    lr_scene: int | None = None,
+    lr_channel: int | None = None,
+    hr_page: int | None = None,
+    hr_scene: int | None = None,
+    hr_channel: int | None = None,
     register: Callable[..., RegistrationResult] | None = None,
     progress: ProgressCallback | None = None,
 ) -> RegistrationRecord:
@@ -137,6 +155,10 @@ def register_files(
     mask_databar : leave the detected databar rows of every image out.
     seed : seeds the placement of the train / validation / test areas.
     split_fractions, guard_lr_px, split_layout : see `dleem.pairs.split_boxes`.
+    lr_page, lr_scene, lr_channel : the page of a multi-page LR TIFF, and the scene and
+        channel of an LR Zeiss CZI (`dleem.io.read_image`'s ``page``, ``scene``, ``channel``),
+        needed only when the file holds several.
+    hr_page, hr_scene, hr_channel : the same for every HR file.
     register : the registration function; default `register_region`.
     progress : ``progress(stage, done, total)``; raise `dleem.errors.Cancelled` in it to stop.
 
@@ -148,6 +170,8 @@ def register_files(
     ------
     RegistrationError
         Naming the HR file, when a region cannot be placed and `keep_going` is False.
+    InputError
+        An image that does not fit in memory, or a float image with NaN or Inf.
     """
     _check_parameters(ratio, scale, robust, {"pixel_size_lr_um": pixel_size_lr_um,
                                              "pixel_size_hr_um": pixel_size_hr_um}, max_iterations)
@@ -158,10 +182,13 @@ def register_files(
     lr_path = Path(lr_path).resolve()
     hr_paths = [Path(p).resolve() for p in hr_paths]
     ws.check_not_output([lr_path, *hr_paths])
+    check_output_dir(ws.path, "workspace")
+    remove_stale_parts(ws.path, ws.qc_dir, ws.pairs_dir)
 
-    lr_image = read_image(lr_path, pixel_size_um=pixel_size_lr_um, databar="detect")
+    lr_image = read_image(lr_path, pixel_size_um=pixel_size_lr_um, databar="detect",
+                          page=lr_page, scene=lr_scene, channel=lr_channel)
     lr_data, lr_databar = _image_part(lr_image, mask_databar)
-    lr_array = np.asarray(lr_data)
+    lr_array = load_array(lr_data, lr_path, what="the LR map", working_bytes_per_px=WORK_BYTES_PER_PX)
     t_start = time.perf_counter()
 
     entries: list[RegionRegistration] = []
@@ -169,15 +196,17 @@ def register_files(
     for index, hr_path in enumerate(hr_paths):
         report(progress, "register", index, len(hr_paths))
         try:
-            hr_image = read_image(hr_path, pixel_size_um=pixel_size_hr_um, databar="detect")
+            hr_image = read_image(hr_path, pixel_size_um=pixel_size_hr_um, databar="detect",
+                                  page=hr_page, scene=hr_scene, channel=hr_channel)
             nominal, source = nominal_ratio(lr_image, hr_image, ratio, hr_path)
             hr_data, hr_databar = _image_part(hr_image, mask_databar)
-            hr_array = np.asarray(hr_data)
+            hr_array = load_array(hr_data, hr_path, what="an HR region",
+                                  working_bytes_per_px=WORK_BYTES_PER_PX)
             result = register(lr_array, hr_array, nominal, rotation_search=rotation_search,
                               robust=robust, max_iterations=max_iterations)
         except DleemError as error:
-            message = error.problem if isinstance(error, InputError) and error.source == str(hr_path) \
-                else str(error)
+            message = _hr_advice(error.problem if isinstance(error, InputError)
+                                 and error.source == str(hr_path) else str(error))
             if not keep_going:
                 raise RegistrationError(f"{hr_path}: {message}") from error
             log.warning("%s: skipped: %s", hr_path, message)
@@ -241,6 +270,8 @@ def register_files(
             "mask_databar": mask_databar, "seed": seed,
             "split_fractions": list(split_fractions), "guard_lr_px": guard_lr_px,
             "split_layout": split_layout, "max_iterations": max_iterations,
+            "lr_page": lr_page, "lr_scene": lr_scene, "lr_channel": lr_channel,
+            "hr_page": hr_page, "hr_scene": hr_scene, "hr_channel": hr_channel,
         },
         outputs=[Workspace.REGISTRATION, f"{Workspace.PAIRS}/{Workspace.MANIFEST}", f"{Workspace.QC}/"],
         seconds=round(time.perf_counter() - t_start, 3),

@@ -21,6 +21,7 @@ without noise, as float32 DN.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dleem.errors import DleemError, InputError
+from dleem.errors import DleemError, InputError, ParameterError
 from dleem.io.atomic import write_json
 from dleem.synth.acquisition import (
     RegionSpec,
@@ -77,6 +78,8 @@ class SynthResult:
 def generate(
     out_dir: str | PathLike[str] | None = None,
     params: SynthParams | None = None,
+    *,
+    force: bool = False,
     **overrides: Any,
 ) -> SynthResult:
     """Simulate an LR map and HR regions of a procedural sandstone.
@@ -88,17 +91,106 @@ def generate(
         None: return the arrays only.
     params : SynthParams, optional
         All parameters (defaults: ratio 4, LR 2048 px at 0.5 µm, two 1024 px HR regions).
+    force : bool
+        Overwrite the ``LR.tif``, ``HR_i.tif`` and ``truth.json`` already in `out_dir`
+        (refused without it).
     **overrides
         Fields of `SynthParams` to change, e.g. ``seed=3, ratio=6.5``.
 
     Returns
     -------
     SynthResult
+
+    Raises
+    ------
+    ParameterError
+        A value that is not a finite number, or out of its range; images that would not
+        fit in the available memory or on the disk (checked before any work).
+    InputError
+        `out_dir` is a file, cannot be written, or already holds the files (no `force`).
     """
     params = SynthParams.from_dict({**(params or SynthParams()).to_dict(), **overrides})
+    check_numbers(params)
     params.validate()
+    _check_size(params, None if out_dir is None else Path(out_dir))
+    if out_dir is not None:
+        _check_output(Path(out_dir), params, force)
     with _Progress(params) as bar:
         return _generate(out_dir, params, bar)
+
+
+#: Above this many detected electrons per pixel no SEM image exists (and Poisson sampling fails).
+MAX_DOSE = 1e9
+#: Bytes per rendered pixel while an image is made: the float64 signal, its fine-grid
+#: supersampling tile, the noisy copy.
+RENDER_BYTES_PER_PX = 24
+
+
+def check_numbers(params: SynthParams) -> None:
+    """Refuse every number that is not finite, or outside its range, before any work."""
+    def finite(name: str, value: Any) -> None:
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ParameterError(name, f"must be a finite number, got {value!r}")
+
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if value is None or isinstance(value, (bool, str)) or f.name == "specimen":
+            continue
+        finite(f.name, value)
+    for f in dataclasses.fields(params.specimen):
+        value = getattr(params.specimen, f.name)
+        if isinstance(value, dict):
+            for key, v in value.items():
+                finite(f"specimen.{f.name}.{key}", v)
+        elif value is not None and not isinstance(value, (bool, str)):
+            finite(f"specimen.{f.name}", value)
+    for name in ("lr_dose", "hr_dose"):
+        if not 0 < getattr(params, name) <= MAX_DOSE:
+            raise ParameterError(name, f"must be > 0 and at most {MAX_DOSE:g} electrons per pixel, "
+                                       f"got {getattr(params, name)}")
+    for name in ("read_noise", "line_noise", "charging", "jitter", "databar_rows"):
+        if getattr(params, name) < 0:
+            raise ParameterError(name, f"must be >= 0, got {getattr(params, name)}")
+    if not params.specimen.grain_size_um > 0:
+        raise ParameterError("specimen.grain_size_um", f"must be > 0, got {params.specimen.grain_size_um}")
+
+
+def _check_size(params: SynthParams, out: Path | None) -> None:
+    """The images must fit in memory while rendered, and on the disk once written."""
+    from dleem.io.resources import check_disk, check_memory
+
+    rows, cols = params.lr_shape_
+    hr_rows, hr_cols = params.hr_shape_
+    largest = max(rows * cols, hr_rows * hr_cols)
+    where = out if out is not None else "synth"
+    check_memory(where, largest * RENDER_BYTES_PER_PX, f"images of {rows} x {cols} px (LR) and "
+                 f"{hr_rows} x {hr_cols} px (HR)", "choose a smaller LR or HR size")
+    if out is not None:
+        nbytes = (rows * cols + params.regions * hr_rows * hr_cols) * params.bits // 8
+        check_disk(out, nbytes, f"{1 + params.regions} images", "choose a smaller size or another folder")
+
+
+def _output_names(params: SynthParams) -> list[str]:
+    return ["LR.tif", *(f"HR_{i + 1}.tif" for i in range(params.regions)), "truth.json"]
+
+
+def _check_output(out: Path, params: SynthParams, force: bool) -> None:
+    """A folder that can be written, holding no earlier LR/HR/truth unless ``force``."""
+    from dleem.io.atomic import check_output_dir, remove_stale_parts
+
+    check_output_dir(out, "synth output")
+    if not out.is_dir():
+        return
+    remove_stale_parts(out)
+    there = [name for name in _output_names(params) if (out / name).exists()]
+    folders = [name for name in there if (out / name).is_dir()]
+    if folders:
+        raise InputError(out / folders[0], "is a folder where synth writes a file; choose another folder")
+    if there and not force:
+        raise InputError(out, f"already holds {', '.join(there)}; choose another folder, or force "
+                              "(--force) to overwrite them")
 
 
 class _Progress:

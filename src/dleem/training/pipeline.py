@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from dleem.errors import Cancelled, DleemError
+from dleem.io.atomic import check_output_dir, remove_stale_parts
 from dleem.models.arch import preset_arch, receptive_field_of
 from dleem.models.config import ModelConfig
 from dleem.models.discriminator import PatchDiscriminator
@@ -44,7 +45,7 @@ from dleem.training.curves import plot_curves, write_log
 from dleem.training.data import PairData, batch_generator, load_pairs, sample_batch
 from dleem.training.options import TrainOptions
 from dleem.training.schedule import Schedule
-from dleem.training.state import RunIdentity, TrainState, checkpoints
+from dleem.training.state import CHECKPOINT_DIR, RunIdentity, TrainState, checkpoints
 from dleem.training.trainer import LOSS_TERMS, Trainer
 from dleem.training.trust import fit_trust
 from dleem.training.validation import ValidationSet, validation_tiles
@@ -108,6 +109,8 @@ def train(
     options = dataclasses.replace(options) if options is not None else TrainOptions()
     options.validate()
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    check_output_dir(model_dir, "model folder")
+    remove_stale_parts(model_dir, Path(model_dir) / CHECKPOINT_DIR)
     info = ddp.setup(options.device)
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_bench = torch.backends.cudnn.benchmark

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import numpy as np
 
 from dleem.errors import DleemError, InputError, ParameterError
 from dleem.imaging import dtype_max
+from dleem.io.atomic import check_output_folder, make_folder
 from dleem.progress import ProgressCallback, report
 from dleem.upscale.tiling import MIN_TILE, Tile, TileGrid, prepare
 
@@ -276,29 +276,6 @@ def _check_paths(src: Path, out: Path, kind: str, cons: Path | None) -> None:
             raise InputError(cons, "is an existing folder; choose a file name for the consistency map")
 
 
-def _check_writable(folder: Path) -> None:
-    """Prove that files can be created in ``folder``, or in its nearest existing ancestor
-    where it is still to be made (nothing is created: a later refusal leaves no trace)."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(probe, "is a file, not a folder: the output cannot go under it")
-    try:
-        fd, name = tempfile.mkstemp(prefix=".dleem-write-test-", dir=probe)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as error:
-        raise DleemError(f"{probe}: cannot write in this folder ({error.strerror or error})") from None
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DleemError(f"{folder}: cannot create this folder ({error.strerror or error})") from None
-
-
 def _warn_plain_tif(out: Path) -> None:
     name = out.name.lower()
     if name.endswith((".tif", ".tiff")) and not name.endswith((".ome.tif", ".ome.tiff")):
@@ -364,6 +341,9 @@ def upscale_file(
     precision: str = "auto",
     pixel_size_um: float | None = None,
     ngff: str = "0.5",
+    page: int | None = None,
+    scene: int | None = None,
+    channel: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> Path:
     """Upscale an LR image file into a pyramidal OME-TIFF or a multiscale OME-Zarr.
@@ -399,6 +379,10 @@ def upscale_file(
     ngff : {"0.5", "0.4"}
         OME-Zarr version: 0.5 (zarr v3) or 0.4 (zarr v2, which stock Bio-Formats-based
         tools read). Ignored for TIFF output.
+    page, scene, channel : int, optional
+        The page of a multi-page TIFF, the scene and channel of a Zeiss CZI, as in
+        `dleem.io.read_image` (needed only when the file holds several); part of what
+        ``resume`` checks.
     progress : callable, optional
         ``progress("upscale xK", tiles done, tiles)`` as tiles finish; raising
         `dleem.errors.Cancelled` in it stops the run: nothing under the final name, the
@@ -418,12 +402,13 @@ def upscale_file(
     kind = _output_kind(out)
     _check_paths(src, out, kind, cons)
     trust = prepare_trust(trust_path, model_dir, src=src, out=out, cons=cons, tile=tile)
-    lr, px, px_source = stream.open_lazy(src)
+    plane = {"page": page, "scene": scene, "channel": channel}
+    lr, px, px_source = stream.open_lazy(src, **plane)
     if pixel_size_um is not None:
         px, px_source = float(pixel_size_um), "user"
-    _check_writable(out.parent)
+    check_output_folder(out.parent)
     if cons is not None:
-        _check_writable(cons.parent)
+        check_output_folder(cons.parent)
     if kind == "tiff":
         _warn_plain_tif(out)
     dev = resolve_device(device)
@@ -437,7 +422,7 @@ def upscale_file(
         log.info("dask: tile raised to %d LR px (>= the halo)", tile)
     _check_space(out, kind, int(model.scale), tuple(lr.shape), lr.dtype)
     for folder in (out.parent, *(() if cons is None else (cons.parent,))):
-        _make_folder(folder)
+        make_folder(folder)
     work = stream.work_store_path(out)
     lock = stream.RunLock(work, out)
     try:
@@ -448,7 +433,8 @@ def upscale_file(
         job = _Job(src=src, out=out, kind=kind, cons=cons, lr=lr, px=px, px_source=px_source,
                    model=model, model_dir=model_dir, device=dev, tile=tile, batch=batch,
                    precision=precision, dask_scheduler=dask_scheduler, work=work,
-                   zarr_format=2 if (kind == "zarr" and str(ngff) == "0.4") else 3, trust=trust)
+                   zarr_format=2 if (kind == "zarr" and str(ngff) == "0.4") else 3, trust=trust,
+                   plane={k: v for k, v in plane.items() if v is not None})
         _run_job(job, resume=resume, progress=progress)
     finally:
         lock.release()
@@ -476,6 +462,7 @@ class _Job:
     work: Path
     zarr_format: int
     trust: Any = None  # a dleem.upscale.trust.TrustJob
+    plane: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -487,6 +474,8 @@ class _Job:
                          "executor": "dask" if self.dask_scheduler else "local"}
         if self.kind == "zarr":
             self.identity["zarr_format"] = self.zarr_format
+        if self.plane:  # only when chosen: stores of single-plane inputs keep their identity
+            self.identity["input_plane"] = self.plane
 
 
 def _open_store(job: _Job, resume: bool) -> tuple[Any, set[int]]:

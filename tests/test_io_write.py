@@ -1,4 +1,5 @@
-"""write_image: OME-TIFF round trips, input protection, atomicity when interrupted."""
+"""write_image: OME-TIFF round trips, the TIFF layout readers need, input protection,
+atomicity when interrupted."""
 
 from __future__ import annotations
 
@@ -84,3 +85,57 @@ def test_interrupted_overwrite_keeps_old_file(tmp_path, real_texture, monkeypatc
         write_image(target, 255 - real_texture)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def _resolution_per_cm(page) -> float:
+    assert page.tags["ResolutionUnit"].value == 3  # centimetre, what ImageJ's own opener converts to µm
+    x, y = page.tags["XResolution"].value, page.tags["YResolution"].value
+    assert x == y
+    return x[0] / x[1]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+def test_small_images_are_classic_tiff_in_strips_and_stay_lazy(tmp_path, real_texture, dtype):
+    """ImageJ 1.x without Bio-Formats opens only untiled classic TIFFs; uncompressed
+    contiguous strips also keep the file memory-mappable for dleem's lazy reading."""
+    data = np.tile(real_texture, (3, 12)).astype(dtype)  # wide enough for several strips
+    out = write_image(tmp_path / "img.tif", data, pixel_size_um=0.4)
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages.first
+        assert not tif.is_bigtiff and not page.is_tiled and len(tif.pages) == 1
+        assert page.rowsperstrip == writemod.rows_per_strip(data.shape[1], dtype)
+        assert len(page.dataoffsets) == -(-data.shape[0] // page.rowsperstrip) > 1
+        assert _resolution_per_cm(page) == pytest.approx(1e4 / 0.4)
+    image = read_image(out, lazy=True)
+    assert isinstance(image.data, np.memmap)
+    np.testing.assert_array_equal(image.data, data)
+
+
+def test_large_images_are_tiled_with_the_same_metadata(tmp_path, real_texture, monkeypatch):
+    monkeypatch.setattr(writemod, "STRIP_MAX_PIXELS", 1000)  # pretend 16384² is 1000 px
+    out = write_image(tmp_path / "big.ome.tif", real_texture, pixel_size_um=0.05)
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages.first
+        assert page.is_tiled and (page.tilelength, page.tilewidth) == (writemod.TIFF_TILE,) * 2
+        assert _resolution_per_cm(page) == pytest.approx(1e4 / 0.05)
+        assert 'PhysicalSizeX="0.05"' in tif.ome_metadata
+    image = read_image(out)
+    assert image.pixel_size_um == pytest.approx(0.05)
+    np.testing.assert_array_equal(image.data, real_texture)
+
+
+def test_bigtiff_only_above_the_classic_limit(tmp_path, real_texture, monkeypatch):
+    monkeypatch.setattr(writemod, "CLASSIC_TIFF_LIMIT", 1000)  # pretend 4 GiB is 1000 bytes
+    out = write_image(tmp_path / "huge.tif", real_texture, pixel_size_um=0.1)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_bigtiff and _resolution_per_cm(tif.pages.first) == pytest.approx(1e5)
+    np.testing.assert_array_equal(read_image(out).data, real_texture)
+
+
+def test_no_resolution_tags_without_a_pixel_size(tmp_path, real_texture):
+    """No pixel size is written as none, not as tifffile's default 1 pixel per unit."""
+    out = write_image(tmp_path / "plain.tif", real_texture)
+    with tifffile.TiffFile(out) as tif:
+        assert "PhysicalSizeX" not in tif.ome_metadata
+        assert tif.pages.first.tags["ResolutionUnit"].value == 1  # NONE: ImageJ shows pixels
+    assert read_image(out).pixel_size_source == "none"

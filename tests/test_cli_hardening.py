@@ -396,3 +396,16 @@ def test_training_without_a_terminal_logs_step_loss_psnr_and_time_left(workspace
     assert any(line.startswith("train: ") and "left" in line for line in lines), lines
     assert any(line.startswith("step ") and "loss" in line and "PSNR" in line and "left" in line
                for line in lines), lines
+
+
+def test_evaluate_reads_the_registered_page(data, model, tmp_path, capsys):
+    lr = tifffile.imread(data / "LR.tif")
+    stack = _stack(tmp_path / "LR_stack.tif", [255 - lr, lr], LR_PX)
+    ws = tmp_path / "ws"
+    assert _cli(capsys, "register", stack, data / "HR_1.tif", "-o", ws, "--page", "1", "--no-qc")[0] == 0
+    args = ("evaluate", ws, "--model", model, "--tile-size", "64", "--thickness-tiles", "1", "--no-truth")
+    rc, err = _cli(capsys, *args)
+    assert "choose one with page=N (--page N)" in _one_error(rc, err, "evaluate")
+    rc, err = _cli(capsys, *args, "--page", "1")
+    assert rc == 0, err
+    assert (ws / "report" / "index.html").is_file()

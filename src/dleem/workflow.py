@@ -293,7 +293,8 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
     index = evaluate_workspace(ws, list(model_dirs.values()), options, sr_path=sr_path,
                                sr_model=sr_model, consistency_path=cons_path,
                                use_truth=truth, device=device, command=command,
-                               timings_s=timings, progress=progress)
+                               timings_s=timings, progress=progress,
+                               lr_plane={"page": cfg.page, "scene": cfg.scene, "channel": cfg.channel})
     timings["evaluate"] = time.perf_counter() - t0
     log.info("evaluated in %.0f s; report %s", timings["evaluate"], index)
     return index

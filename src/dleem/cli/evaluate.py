@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from dleem.cli.options import progress_display
+from dleem.cli.options import add_plane_options, plane, progress_display
 from dleem.errors import DleemError
 
 
@@ -65,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="report folder (default WORKSPACE/report)")
+    add_plane_options(p, of="the LR image (as registered)")
     p.set_defaults(handler=run)
 
 
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             args.workspace, args.model, options, sr_path=sr, consistency_path=consistency,
             sr_model=args.sr_model or sr_model, use_truth=not args.no_truth, device=args.device,
             command=command, progress=progress, out_dir=args.output,
-            crossval_path=args.crossval,
+            crossval_path=args.crossval, lr_plane=plane(args),
         )
     sys.stdout.write(f"report: {index}\nmetrics: {index.parent / 'metrics.json'}\n")
     return 0

@@ -211,8 +211,13 @@ class EvalData:
         return self.workspace.path
 
 
-def open_workspace(workspace: Workspace | str | PathLike[str]) -> EvalData:
-    """Read the pairs manifest, the whole LR image, and the HR targets and masks."""
+def open_workspace(workspace: Workspace | str | PathLike[str], *,
+                   lr_plane: dict[str, int | None] | None = None) -> EvalData:
+    """Read the pairs manifest, the whole LR image, and the HR targets and masks.
+
+    ``lr_plane``: ``page``, ``scene``, ``channel`` of a multi-page or multi-scene LR file
+    (`dleem.io.read_image`), as registered.
+    """
     from dleem.io import read_image
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -223,7 +228,7 @@ def open_workspace(workspace: Workspace | str | PathLike[str]) -> EvalData:
     if not lr_file or not Path(lr_file).is_file():
         raise InputError(lr_file or ws.pairs_manifest_json,
                          "the LR image named in the pairs manifest is missing")
-    lr = read_image(lr_file).data
+    lr = read_image(lr_file, **(lr_plane or {})).data
     if tuple(lr.shape) != tuple(manifest.lr_shape):
         raise InputError(lr_file, f"shape {tuple(lr.shape)} differs from the manifest's "
                                   f"{tuple(manifest.lr_shape)}")

@@ -121,6 +121,7 @@ def evaluate_workspace(
     progress: ProgressCallback | None = None,
     out_dir: str | PathLike[str] | None = None,
     crossval_path: str | PathLike[str] | None = None,
+    lr_plane: dict[str, int | None] | None = None,
 ) -> Path:
     """Evaluate model folders on a workspace and write its report; returns index.html.
 
@@ -139,10 +140,12 @@ def evaluate_workspace(
         (the report is built under a temporary name, so nothing is left half-written).
     crossval_path : the cross-validation record to lead the report with (default
         ``WORKSPACE/crossval/crossval.json`` where it exists).
+    lr_plane : ``page``, ``scene``, ``channel`` of a multi-page or multi-scene LR file, as
+        registered (`dleem.io.read_image`).
     """
     from dleem.io import read_image
 
-    data = open_workspace(workspace)
+    data = open_workspace(workspace, lr_plane=lr_plane)
     ws = data.workspace
     cv_path = Path(crossval_path) if crossval_path is not None else (
         ws.crossval_json if ws.crossval_json.is_file() else None)

@@ -170,7 +170,11 @@ def region_histogram_figure(path: Path, values: dict[str, dict[str, np.ndarray]]
         ax.set_title(titles.get(name, name), fontsize=10)
         ax.set_xlabel(xlabel)
         if log_x:
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7, frameon=False)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0][0].set_ylabel("count")

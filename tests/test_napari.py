@@ -259,6 +259,16 @@ def test_the_widget_registers_trains_and_upscales_and_adds_the_layers(
     assert {"quick look: LR", "quick look: bicubic", "quick look: SR x4"} <= {
         layer.name for layer in viewer.layers}
 
+    # the visible area, upscaled in memory and placed on the fine grid of its LR box
+    viewer.reset_view()
+    widget.area.setCurrentText("visible area")
+    widget.run_step("upscale")
+    _wait(qtbot, widget)
+    (box_layer,) = [layer for layer in viewer.layers if layer.name.startswith("SR x4 of LR")]
+    r0, c0 = box_layer.metadata["dleem"]["box"][:2]
+    np.testing.assert_allclose(box_layer.data_to_world([0, 0]),
+                               [(r0 - 0.375) * u, (c0 - 0.375) * u])
+
 
 def test_a_cancelled_upscale_leaves_no_output_and_discard_clears_the_rest(
         make_napari_viewer, qtbot, workspace, scene, tmp_path, monkeypatch):
@@ -274,7 +284,8 @@ def test_a_cancelled_upscale_leaves_no_output_and_discard_clears_the_rest(
     shutil.rmtree(ws.upscale_dir)
     info = []
     monkeypatch.setattr(notifications, "show_info", info.append)
-    widget = DleemWidget(make_napari_viewer())
+    _, widget = make_napari_viewer().window.add_plugin_dock_widget("dleem", "dleem")
+    assert isinstance(widget, DleemWidget)  # the manifest's widget, docked
     widget.workspace.setText(str(ws.path))
     widget.lr_file.setText(str(scene / "LR.tif"))
     widget.model.setText(str(ws.models_dir / "model-mae"))

@@ -327,7 +327,7 @@ class DleemWidget(QWidget):
         self._busy(False)
 
     # -- results as layers -------------------------------------------------------------
-    def show(self, layers: list[LayerData]) -> None:  # type: ignore[override]
+    def add_layers(self, layers: list[LayerData]) -> None:
         """Add layer data, replacing layers of the same name."""
         from napari.layers import Layer
 
@@ -346,7 +346,7 @@ class DleemWidget(QWidget):
         except DleemError as error:
             show_warning(f"dleem: {error}")
             return
-        self.show(found.layers)
+        self.add_layers(found.layers)
         if found.problems:
             show_warning("dleem: " + "; ".join(found.problems))
         self.apply_lr_grey_scale(self.lr_grey.isChecked())
@@ -377,7 +377,7 @@ class DleemWidget(QWidget):
         if ws.consistency_path.is_file():
             layers.append(consistency_layer(ws.consistency_path, tuple(lr.data.shape[-2:]),
                                             float(lr.scale[-1])))
-        self.show(layers)
+        self.add_layers(layers)
 
     def _evaluated(self, index: Path) -> None:
         from napari.utils.notifications import show_info
@@ -388,7 +388,7 @@ class DleemWidget(QWidget):
         u = float(lr.scale[-1])
         r0, c0 = look.box[:2]
         origin = sr_origin_um(look.scale, u)
-        self.show([(look.sr, {"name": f"SR x{look.scale} of LR {look.box}", "colormap": "gray",
+        self.add_layers([(look.sr, {"name": f"SR x{look.scale} of LR {look.box}", "colormap": "gray",
                               **units(lr.metadata.get("dleem", {}).get("pixel_size_um")),
                               "scale": (u / look.scale,) * 2,
                               "translate": (r0 * u + origin, c0 * u + origin),
@@ -447,4 +447,4 @@ class DleemWidget(QWidget):
                                   "translate": (r0 * u + shift, left + i * (side + gap) + shift),
                                   "metadata": {"dleem": {"kind": "quick look", "box": look.box}}},
                            "image"))
-        self.show(layers)
+        self.add_layers(layers)

@@ -40,6 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+import dleem.io.write as write
+from dleem.cli import main as dleem_main
+from dleem.io import read_image, write_image
+
 ROOT = Path(__file__).resolve().parents[1]
 JAVA_TIMEOUT_S = 120
 IJ_TIMEOUT_S = 30  # ImageJ opens these files in 1-3 s; after an error it waits on a dialog
@@ -60,7 +66,6 @@ class Output:
     path: Path
     shape: tuple[int, int]
     pixel_size_um: float
-    dtype: str
 
     @property
     def is_zarr(self) -> bool:
@@ -80,15 +85,11 @@ class Cell:
 # -- making the outputs ---------------------------------------------------------------
 def dleem(*argv: str) -> None:
     """Run one dleem command in-process (as the tests do); stop on failure."""
-    from dleem.cli import main
-
-    if main(list(argv)) != 0:
+    if dleem_main(list(argv)) != 0:
         raise SystemExit(f"dleem {' '.join(argv)} failed")
 
 
 def make_outputs(out: Path) -> list[Output]:
-    import dleem.io.write as write
-
     shutil.rmtree(out, ignore_errors=True)
     data, data16, ws = out / "data", out / "data16", out / "ws"
     common = ["--size", "256", "--hr-size", "256", "--regions", "2", "--ratio", "4", "--seed", "1"]
@@ -109,11 +110,7 @@ def make_outputs(out: Path) -> list[Output]:
     finally:
         write.STRIP_MAX_PIXELS = threshold
 
-    import numpy as np
-
-    from dleem.io import read_image, write_image
-
-    lr_image = read_image(data / "LR.tif")  # what `upscale` and `pairs` write for a float64 input
+    lr_image = read_image(data / "LR.tif")  # a float64 input gives float64 outputs (dtype kept)
     write_image(out / "float64.tif", np.asarray(lr_image.data, np.float64), pixel_size_um=lr_image.pixel_size_um)
     write_image(out / "px20um.tif", np.asarray(lr_image.data), pixel_size_um=20.0)  # a coarse overview map
 
@@ -128,20 +125,20 @@ def make_outputs(out: Path) -> list[Output]:
     sr = (lr_shape[0] * k, lr_shape[1] * k)
     p = ws / "pairs"
     return [
-        Output("synth `LR.tif` (8-bit)", data / "LR.tif", lr_shape, lr_px, "uint8"),
-        Output("synth `LR.tif` (16-bit)", data16 / "LR.tif", lr_shape, lr_px, "uint16"),
-        Output("synth `HR_1.tif`", data / hr["file"], tuple(hr["shape"]), float(hr["pixel_size_um"]), "uint8"),
-        Output("pairs `HR_1_lr.tif`", p / region["lr"], crop, lr_px, "uint8"),
-        Output("pairs `HR_1_hr.tif`", p / region["hr"], fine, lr_px / k, "float32"),
-        Output("pairs `HR_1_mask.tif`", p / region["mask"], fine, lr_px / k, "uint8"),
-        Output("`SR.ome.tif`", out / "SR.ome.tif", sr, lr_px / k, "uint8"),
-        Output("`SR.tif`", out / "SR.tif", sr, lr_px / k, "uint8"),
-        Output("`SR.ome.tif` above 16384² px (tiled)", out / "SR_tiled.ome.tif", sr, lr_px / k, "uint8"),
-        Output("`consistency.tif`", out / "consistency.tif", lr_shape, lr_px, "float32"),
-        Output("a float64 image (`write_image`)", out / "float64.tif", lr_shape, lr_px, "float64"),
-        Output("a 20 µm-pixel image (`write_image`)", out / "px20um.tif", lr_shape, 20.0, "uint8"),
-        Output("`SR.ome.zarr` `--ngff 0.4`", out / "SR_ngff04.ome.zarr", sr, lr_px / k, "uint8"),
-        Output("`SR.ome.zarr` `--ngff 0.5`", out / "SR_ngff05.ome.zarr", sr, lr_px / k, "uint8"),
+        Output("synth `LR.tif` (8-bit)", data / "LR.tif", lr_shape, lr_px),
+        Output("synth `LR.tif` (16-bit)", data16 / "LR.tif", lr_shape, lr_px),
+        Output("synth `HR_1.tif`", data / hr["file"], tuple(hr["shape"]), float(hr["pixel_size_um"])),
+        Output("pairs `HR_1_lr.tif`", p / region["lr"], crop, lr_px),
+        Output("pairs `HR_1_hr.tif` (float32)", p / region["hr"], fine, lr_px / k),
+        Output("pairs `HR_1_mask.tif`", p / region["mask"], fine, lr_px / k),
+        Output("`SR.ome.tif`", out / "SR.ome.tif", sr, lr_px / k),
+        Output("`SR.tif`", out / "SR.tif", sr, lr_px / k),
+        Output("`SR.ome.tif` above 16384² px (tiled)", out / "SR_tiled.ome.tif", sr, lr_px / k),
+        Output("`consistency.tif` (float32)", out / "consistency.tif", lr_shape, lr_px),
+        Output("a float64 image (`write_image`)", out / "float64.tif", lr_shape, lr_px),
+        Output("a 20 µm-pixel image (`write_image`)", out / "px20um.tif", lr_shape, 20.0),
+        Output("`SR.ome.zarr` `--ngff 0.4`", out / "SR_ngff04.ome.zarr", sr, lr_px / k),
+        Output("`SR.ome.zarr` `--ngff 0.5`", out / "SR_ngff05.ome.zarr", sr, lr_px / k),
     ]
 
 
@@ -421,8 +418,7 @@ def report(outputs: list[Output], found: list, cells: dict[tuple[str, str], Cell
     no_scale = sorted({n for (_, n), c in cells.items() if c.status == "no scale"})
     if no_scale:
         lines.append(f"- {', '.join(no_scale)}: every output it opens is in pixels (no scale).")
-    lines += ["", GUIDE, NAPARI, HOW]
-    lines += ["## Versions", "", "| reader | version |", "|---|---|"]
+    lines += ["", GUIDE, NAPARI, HOW, "## Versions", "", "| reader | version |", "|---|---|"]
     lines += [f"| {n} | {v} |" for n, v in versions.items()]
     lines += ["", "## Every cell", "", "| output | reader | result | shape read | pixel size read | notes |",
               "|---|---|---|---|---|---|"]
@@ -450,7 +446,6 @@ GUIDE = """## Which file to give which tool
   OME-TIFF there.
 - **napari**: see below; **Python**: bioio (µm, OME-TIFF level 0, OME-Zarr pyramid),
   tiffslide (pyramid, µm from the resolution tags), ome-zarr-py, tifffile.
-
 """
 
 HOW = """## How each reader was called
@@ -480,7 +475,6 @@ HOW = """## How each reader was called
   `properties["tiffslide.mpp-x"]`.
 - Not checked here: QuPath (it reads OME-TIFF through Bio-Formats, as above), OpenSlide,
   Bio-Formats' OME-Zarr reader extension.
-
 """
 
 NAPARI = """## napari: the pyramid and the µm scale
@@ -499,7 +493,6 @@ multiscale without a scale: both in pixels (table above). For the pyramid *and* 
   pyramid.
 - a dleem napari plugin (reader for dleem's OME-TIFF and OME-Zarr with pyramid and µm) is
   being built separately; until it ships, use napari-ome-zarr on the OME-Zarr output.
-
 """
 
 
@@ -523,7 +516,8 @@ def main() -> int:
             print(f"{o.label:40s} {name:16s} {c.status:9s} {c.shape:12s} {c.pixel_size:10s} {c.note}",
                   file=sys.stderr)
     load = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
-    args.doc.write_text(report(outputs, found, cells, "load average " + " ".join(load)))
+    text = report(outputs, found, cells, "load average " + " ".join(load))
+    args.doc.write_text(text.replace(f"{args.out.resolve()}/", ""))  # paths relative to the outputs
     print(f"wrote {args.doc}", file=sys.stderr)
     return 0
 

@@ -28,8 +28,9 @@ def _qt_problem() -> str | None:
         return "starting Qt timed out"
     if run.returncode == 0:
         return None
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit {run.returncode}"
+    lines = [line.strip() for line in run.stderr.splitlines() if line.strip()]
+    told = [line for line in lines if "could not" in line.lower()]  # "could not connect to display"
+    return (told or lines or [f"exit {run.returncode}"])[0]
 
 
 _PROBLEM = _qt_problem()

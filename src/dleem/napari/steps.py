@@ -76,7 +76,7 @@ def train(ws: Workspace, choice: TrainChoice, progress: ProgressCallback,
 
     options = TrainOptions(steps=choice.steps, minutes=None if choice.steps else choice.minutes,
                            preset=choice.preset, loss=choice.loss, device=device,
-                           resume=choice.resume, force=not choice.resume)
+                           resume=choice.resume)  # never force: Discard starts over
     return Path(train_model(ws, model_dir(ws, choice.loss), options, progress=progress).model_dir)
 
 

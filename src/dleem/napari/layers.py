@@ -10,7 +10,6 @@ its problem (``"PATH: problem"``) is collected and the layers that can be shown 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,6 @@ import numpy as np
 from dleem.errors import DleemError
 from dleem.napari.geometry import box_corners, hr_affine, lr_unit_um, sr_origin_um
 from dleem.workspace import SPLIT_NAMES, Workspace
-
-log = logging.getLogger(__name__)
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -203,6 +200,12 @@ def consistency_layer(path: Path | str, lr_shape: tuple[int, int] | None = None,
                           "RdBu_r", symmetric=True)
 
 
+def trust_layer(path: Path | str, lr_shape: tuple[int, int] | None = None,
+                lr_pixel_size_um: float | None = None) -> LayerData:
+    return grid_map_layer(path, "trust", "trust", lr_shape, lr_pixel_size_um, "viridis",
+                          symmetric=False)
+
+
 def is_consistency_map(path: Path | str) -> bool:
     import tifffile
 
@@ -297,12 +300,6 @@ def workspace_layers(path: Path | str) -> Layers:
         if layer is not None:
             out.layers.append(layer)
     return out
-
-
-def trust_layer(path: Path | str, lr_shape: tuple[int, int] | None = None,
-                lr_pixel_size_um: float | None = None) -> LayerData:
-    return grid_map_layer(path, "trust", "trust", lr_shape, lr_pixel_size_um, "viridis",
-                          symmetric=False)
 
 
 def file_layers(path: Path | str) -> Layers:

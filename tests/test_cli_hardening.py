@@ -211,7 +211,7 @@ def test_full_disk_at_the_register_qc_figures(data, tmp_path, capsys, monkeypatc
     rc, err = _cli(capsys, "register", data / "LR.tif", data / "HR_1.tif", "-o", tmp_path / "ws")
     line = _one_error(rc, err, "register")
     assert "qc" in line and ".png: disk full while writing (No space left on device)" in line
-    assert not list((tmp_path / "ws").rglob(".*.part"))
+    assert not (tmp_path / "ws").exists()  # the pairs written before the figures are removed
 
 
 @pytest.mark.parametrize(("target", "name"), [("torch.save", "step_000000002.pt"),
@@ -224,6 +224,14 @@ def test_full_disk_in_train(workspace, tmp_path, capsys, monkeypatch, target, na
     line = _one_error(rc, err, "train")
     assert f"{name}: disk full while writing" in line
     assert not list(out.rglob(".*.part"))
+    assert not (out / "config.json").exists() and not (out / "generator.safetensors").exists()
+    if name == "curves.png":  # the final checkpoint was written: resuming finishes the model
+        assert "resume (--resume)" in line
+        monkeypatch.undo()
+        rc, err = _cli(capsys, "train", workspace, "-o", out, "--steps", "4", "--preset", "tiny", "--device",
+                       "cpu", "--patch", "8", "--batch", "2", "--checkpoint-every", "2", "--resume")
+        assert rc == 0, err
+        assert (out / "config.json").is_file() and (out / "curves.png").is_file()
 
 
 # -- evaluate --sr --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from dleem import __version__
 from dleem.cli import (
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     """A Python warning as one log line: its message, not dleem's source line."""
     prefix = "" if category is UserWarning else f"{category.__name__}: "
     logging.getLogger("py.warnings").warning("%s%s", prefix, str(message).strip().splitlines()[0])

@@ -43,12 +43,13 @@ class OutputError(DleemError, OSError):
     full disk (upscale) can tell it from a refusal (permissions, read-only file system).
     """
 
-    def __init__(self, path: str | os.PathLike[str], error: OSError) -> None:
+    def __init__(self, path: str | os.PathLike[str], error: OSError,
+                 advice: str = "free space and rerun") -> None:
         OSError.__init__(self, error.errno, error.strerror or str(error), str(path))
         self.path = str(path)
         reason = error.strerror or str(error)
         if error.errno in _FULL:
-            self.problem = f"disk full while writing ({reason}); free space and rerun"
+            self.problem = f"disk full while writing ({reason}); {advice}"
         elif error.errno in _REFUSED:
             self.problem = f"cannot be written ({reason})"
         elif error.errno == errno.ENOTDIR:

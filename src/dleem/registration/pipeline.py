@@ -236,47 +236,71 @@ def register_files(
     k = check_scale(scale, "scale") if scale is not None else default_scale(region_pairs[0].ratio or 1.0)
     _check_scale_against_ratio(k, float(np.median([p.ratio for p in region_pairs])))
 
-    manifest = None
-    if pairs:
-        blurs = [e.blur_sigma_lr_px for e in entries if e.ok and e.blur_sigma_lr_px is not None]
-        manifest = make_pairs(
-            lr_array, region_pairs, ws, scale=k, lr_file=str(lr_path), lr_sha256=lr_sha,
-            lr_pixel_size_um=lr_image.pixel_size_um,
-            lr_blur_sigma_px=float(np.median(blurs)) if blurs else None,
-            lr_shape=lr_image.shape, lr_databar_rows=lr_databar,
-            fractions=split_fractions, guard=guard_lr_px, layout=split_layout, seed=seed,
-            skip_unusable=keep_going, progress=progress,
-        )
-    if qc:
-        from dleem.registration.qc import write_qc_figures
+    existing = _files_under(ws.path)
+    try:
+        manifest = None
+        if pairs:
+            blurs = [e.blur_sigma_lr_px for e in entries if e.ok and e.blur_sigma_lr_px is not None]
+            manifest = make_pairs(
+                lr_array, region_pairs, ws, scale=k, lr_file=str(lr_path), lr_sha256=lr_sha,
+                lr_pixel_size_um=lr_image.pixel_size_um,
+                lr_blur_sigma_px=float(np.median(blurs)) if blurs else None,
+                lr_shape=lr_image.shape, lr_databar_rows=lr_databar,
+                fractions=split_fractions, guard=guard_lr_px, layout=split_layout, seed=seed,
+                skip_unusable=keep_going, progress=progress,
+            )
+        if qc:
+            from dleem.registration.qc import write_qc_figures
 
-        done = [0]
+            done = [0]
 
-        def advance() -> None:
-            done[0] += 1
-            report(progress, "QC figures", done[0], len(placed) + 1)
+            def advance() -> None:
+                done[0] += 1
+                report(progress, "QC figures", done[0], len(placed) + 1)
 
-        write_qc_figures(ws, lr_array, record, [(i, res) for i, _, _, res in placed], manifest,
-                         progress=advance)
-    ws.write_registration(record)
-    ws.record_step("register", StepRecord(
-        inputs={"lr": {"file": str(lr_path), "sha256": lr_sha},
-                "hr": [{"file": p.hr_file, "sha256": p.hr_sha256} for p in region_pairs]
-                + [{"file": e.file, "sha256": None} for e in entries if not e.ok]},
-        parameters={
-            "ratio": ratio, "scale": k, "rotation_search": rotation_search,
-            "keep_going": keep_going, "robust": robust,
-            "pixel_size_lr_um": pixel_size_lr_um, "pixel_size_hr_um": pixel_size_hr_um,
-            "mask_databar": mask_databar, "seed": seed,
-            "split_fractions": list(split_fractions), "guard_lr_px": guard_lr_px,
-            "split_layout": split_layout, "max_iterations": max_iterations,
-            "lr_page": lr_page, "lr_scene": lr_scene, "lr_channel": lr_channel,
-            "hr_page": hr_page, "hr_scene": hr_scene, "hr_channel": hr_channel,
-        },
-        outputs=[Workspace.REGISTRATION, f"{Workspace.PAIRS}/{Workspace.MANIFEST}", f"{Workspace.QC}/"],
-        seconds=round(time.perf_counter() - t_start, 3),
-    ))
+            write_qc_figures(ws, lr_array, record, [(i, res) for i, _, _, res in placed], manifest,
+                             progress=advance)
+        ws.write_registration(record)
+        ws.record_step("register", StepRecord(
+            inputs={"lr": {"file": str(lr_path), "sha256": lr_sha},
+                    "hr": [{"file": p.hr_file, "sha256": p.hr_sha256} for p in region_pairs]
+                    + [{"file": e.file, "sha256": None} for e in entries if not e.ok]},
+            parameters={
+                "ratio": ratio, "scale": k, "rotation_search": rotation_search,
+                "keep_going": keep_going, "robust": robust,
+                "pixel_size_lr_um": pixel_size_lr_um, "pixel_size_hr_um": pixel_size_hr_um,
+                "mask_databar": mask_databar, "seed": seed,
+                "split_fractions": list(split_fractions), "guard_lr_px": guard_lr_px,
+                "split_layout": split_layout, "max_iterations": max_iterations,
+                "lr_page": lr_page, "lr_scene": lr_scene, "lr_channel": lr_channel,
+                "hr_page": hr_page, "hr_scene": hr_scene, "hr_channel": hr_channel,
+            },
+            outputs=[Workspace.REGISTRATION, f"{Workspace.PAIRS}/{Workspace.MANIFEST}", f"{Workspace.QC}/"],
+            seconds=round(time.perf_counter() - t_start, 3),
+        ))
+    except BaseException:
+        _remove_new_files(ws.path, existing)  # a failed step leaves no half workspace
+        raise
     return record
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return set(folder.rglob("*")) if folder.is_dir() else set()
+
+
+def _remove_new_files(folder: Path, existing: set[Path]) -> None:
+    """Remove what this run created under ``folder`` (files, then emptied folders)."""
+    new = sorted(_files_under(folder) - existing, key=lambda p: len(p.parts), reverse=True)
+    for path in new:
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:
+            log.warning("could not remove %s", path)
+    if not existing and folder.is_dir():
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _region_pair(index: int, hr_path: Path, hr_image: SEMImage, hr_array: np.ndarray,

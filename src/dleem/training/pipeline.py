@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dleem.errors import Cancelled, DleemError
-from dleem.io.atomic import check_output_dir, remove_stale_parts
+from dleem.io.atomic import OutputError, check_output_dir, remove_stale_parts
 from dleem.models.arch import preset_arch, receptive_field_of
 from dleem.models.config import ModelConfig
 from dleem.models.discriminator import PatchDiscriminator
@@ -117,6 +117,11 @@ def train(
     try:
         run = _Run(ws, Path(model_dir), options, info, progress, regions)
         return run.execute(generator, arch, discriminator)
+    except OutputError as error:
+        if not checkpoints(Path(model_dir)):
+            raise
+        raise OutputError(error.path, error, advice="free space and resume (--resume) from the "
+                          "checkpoints kept in " + str(Path(model_dir) / CHECKPOINT_DIR)) from None
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.backends.cudnn.benchmark = prev_bench
@@ -355,12 +360,13 @@ class _Run:
                 "val_psnr_bicubic_db": bicubic[0] if bicubic else None,
                 "val_ssim_bicubic": bicubic[1] if bicubic else None,
             })
-            save_model(self.model_dir, self.trainer.ema.module, self.config, raw_generator=self.trainer.generator)
-            fit_trust(self.ws, self.model_dir, self.trainer.ema.module, self.config, info.device)
             write_log(self.model_dir / "log.csv", self.history)
             adv = f" + {o.adv_weight:g} {o.adv_loss}" if o.adv_weight > 0 else ""
             plot_curves(self.model_dir / "curves.png", self.history,
                         f"{self.config.arch.get('name')} x{self.data.scale}, {o.loss}{adv}, {step} steps")
+            # the weights and config.json last: a folder that has them is a finished model
+            save_model(self.model_dir, self.trainer.ema.module, self.config, raw_generator=self.trainer.generator)
+            fit_trust(self.ws, self.model_dir, self.trainer.ema.module, self.config, info.device)
             self.ws.record_step("train:" + self.model_dir.name, StepRecord(
                 inputs={"pairs_manifest_sha256": self.data.checksums["manifest_sha256"]},
                 parameters=o.to_dict(), outputs=[str(self.model_dir)], seconds=round(seconds, 3)))

@@ -14,6 +14,10 @@ open it:
   pyramid-aware reader needs at that size.
 - Classic TIFF (ImageJ 1.x reads no BigTIFF) while the pixel data fit under 4 GiB.
 
+What each reader makes of the result is measured by ``benchmarks/check_readers.py``
+(docs/readers.md); ImageJ 1.x opens no float64 TIFF, which Bio-Formats does: the dtype is
+kept all the same.
+
 A write never leaves a partial file under the final name: the image goes to a
 temporary file in the same folder (same file system, so the rename is atomic),
 is flushed to disk, then renamed over the target. On any failure, including
@@ -49,12 +53,12 @@ def rows_per_strip(width: int, dtype: Any) -> int:
     return min(TIFF_TILE, 1 << (rows.bit_length() - 1))
 
 
-def tiff_layout(shape: tuple[int, int], dtype: Any, tile: int = TIFF_TILE) -> dict[str, Any]:
+def tiff_layout(shape: tuple[int, int], dtype: Any) -> dict[str, Any]:
     """TiffWriter options for an image of level-0 ``shape``: strips up to
-    `STRIP_MAX_PIXELS`, ``tile`` x ``tile`` tiles above."""
+    `STRIP_MAX_PIXELS`, `TIFF_TILE` tiles above."""
     if int(shape[0]) * int(shape[1]) <= STRIP_MAX_PIXELS:
         return {"rowsperstrip": rows_per_strip(int(shape[1]), dtype)}
-    return {"tile": (tile, tile)}
+    return {"tile": (TIFF_TILE, TIFF_TILE)}
 
 
 def resolution_options(pixel_size_um: float | None, factor: float = 1.0) -> dict[str, Any]:

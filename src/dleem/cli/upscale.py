@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dask-scheduler", metavar="ADDR", help="run the tiles on this dask.distributed scheduler")
     p.add_argument("--pixel-size", type=float, metavar="UM", help="LR pixel size in µm (overrides metadata)")
     p.add_argument("--ngff", default="0.5", choices=("0.4", "0.5"),
-                   help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2: Fiji, QuPath, "
-                        "Bio-Formats)")
+                   help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2: napari-ome-zarr and "
+                        "older zarr tools); see docs/readers.md for which reader opens which")
     add_plane_options(p, of="the LR image")
     p.set_defaults(handler=run)
 

@@ -98,7 +98,7 @@ def check_input(model: Any, dtype: Any, shape: tuple[int, ...], *, pixel_size_um
                             f"model's training LR pixel size {train_px:.4g} µm; features will not "
                             f"have the size the network learned")
     elif not pixel_size_um and train_px:
-        log.info("%s: no pixel size in the metadata; assuming the model's %.4g µm", source, train_px)
+        log.info("%s: no pixel size given or in the metadata; assuming the model's %.4g µm", source, train_px)
     if sample is not None and sample.size and {"mean", "std", "dtype_max"} <= set(norm):
         mean = float(np.mean(sample, dtype=np.float64)) / float(norm["dtype_max"])
         z = abs(mean - float(norm["mean"])) / float(norm["std"])
@@ -377,8 +377,8 @@ def upscale_file(
     pixel_size_um : float, optional
         LR pixel size in µm (finite, > 0) when the file has none (or to override it).
     ngff : {"0.5", "0.4"}
-        OME-Zarr version: 0.5 (zarr v3) or 0.4 (zarr v2, which stock Bio-Formats-based
-        tools read). Ignored for TIFF output.
+        OME-Zarr version: 0.5 (zarr v3) or 0.4 (zarr v2, for napari-ome-zarr and older zarr
+        tools; stock Bio-Formats 7.3 reads neither, see docs/readers.md). Ignored for TIFF.
     page, scene, channel : int, optional
         The page of a multi-page TIFF, the scene and channel of a Zeiss CZI, as in
         `dleem.io.read_image` (needed only when the file holds several); part of what

@@ -57,7 +57,7 @@ from dleem.io.write import (
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "dleem-progress.txt"
-#: OME-NGFF versions written: 0.4 is zarr v2 (Bio-Formats, Fiji, QuPath), 0.5 zarr v3.
+#: OME-NGFF versions written: 0.4 is zarr v2, 0.5 zarr v3 (docs/readers.md: who reads which).
 NGFF_VERSIONS = ("0.4", "0.5")
 PYRAMID_MIN_SIDE = 512
 

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from dleem.evaluation.pipeline import crossval_workspace
     from dleem.progress import ProgressDisplay
     from dleem.training import TrainOptions
+    from dleem.workspace import Workspace
 
     if args.tiles is not None and args.tiles < 1:
         raise DleemError(f"--tiles must be >= 1, got {args.tiles}")
@@ -78,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
         record = crossval_workspace(args.workspace, train_options, options, folds=args.folds,
                                     out_dir=args.output, use_truth=not args.no_truth,
                                     device=device, progress=progress)
-    from dleem.workspace import Workspace
-
     out = args.output or Workspace(args.workspace).crossval_dir
     lines = [f"crossval ({record.scheme}, {len(record.folds)} folds): {out}/crossval.json"]
     for method in ("model", "bicubic"):

@@ -100,7 +100,8 @@ def fold_manifest(manifest: PairsManifest, fold: Fold, ws: Workspace) -> PairsMa
     """The manifest a spatial fold trains and scores on: train and validation boxes clipped
     away from the held-out block (with the guard band), the block as the only test box, and
     the pair files named by absolute path (so a fold workspace reads the original pairs)."""
-    assert fold.block is not None
+    if fold.block is None:
+        raise ValueError(f"fold {fold.held_out} holds out a whole region, not a block")
     guard = manifest.split.guard_lr_px if manifest.split else DEFAULT_GUARD_LR_PX
     _, c0, _, c1 = fold.block
     region = manifest.region(fold.region)

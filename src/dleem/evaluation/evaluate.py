@@ -425,7 +425,7 @@ def evaluate(
 
     seg = {"connectivity": opt.connectivity, "min_area_px": opt.min_pore_px}
     kept: dict[int, dict[str, np.ndarray]] = {}
-    for done, i in enumerate(range(len(tiles)), start=1):
+    for i in range(len(tiles)):
         images = tile_images(i)
         hr = images["HR"]
         masks = {n: pores.segment(img, threshold, pores_dark=opt.pores_dark)
@@ -461,7 +461,7 @@ def evaluate(
             lr_tile = np.asarray(ws.lr[t.lr_box[0]:t.lr_box[2], t.lr_box[1]:t.lr_box[3]])
             kept[i] = {"LR": lr_tile, **{n: np.asarray(v) for n, v in images.items()}}
         if progress:
-            progress("scoring tiles", done, len(tiles))
+            progress("scoring tiles", i + 1, len(tiles))
 
     def figure_tiles(picks: list[tuple[int, float]]) -> list[dict[str, Any]]:
         return [{**kept[i], "_tile": tiles[i], "_index": i, "_quantile": q,

@@ -27,6 +27,7 @@ import numpy as np
 
 from dleem.evaluation import figures
 from dleem.evaluation.evaluate import Evaluation, sha256_or_none, summarize
+from dleem.evaluation.pores import match_summary
 from dleem.evaluation.stats import MIN_TILES, RESAMPLES
 from dleem.workspace import CrossvalRecord, PairRegion, PairsManifest, RegistrationRecord, Workspace
 
@@ -710,8 +711,6 @@ def _pooled(arrays: Sequence[np.ndarray | None]) -> np.ndarray:
 
 def summarize_vs_hr(ev: Evaluation, name: str) -> dict[str, Any]:
     """A method's pooled pore matching against HR (as in metrics.json ``vs_HR``)."""
-    from dleem.evaluation.pores import match_summary
-
     return match_summary(ev.methods[name].match_hr, ev.scale)
 
 

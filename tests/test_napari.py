@@ -145,22 +145,33 @@ def test_an_ome_zarr_sr_opens_at_its_ngff_scale_and_translation(make_napari_view
 
 
 def test_trust_blocks_and_proposed_regions_are_placed(make_napari_viewer, workspace, tmp_path):
+    """The trust map as `dleem upscale --trust` writes it (CYX: predicted RMSE, supported;
+    one pixel per block, the block size in its .json) and plan.json's proposals."""
     import shutil
 
-    from dleem.io import write_image
+    import tifffile
 
     ws = Workspace(tmp_path / "ws")
     shutil.copytree(workspace.path, ws.path)
     px = ws.read_registration().lr_pixel_size_um
-    write_image(ws.trust_path, np.random.default_rng(0).random((20, 20)).astype(np.float32))
+    planes = np.stack([np.random.default_rng(0).random((20, 20)), np.eye(20)]).astype(np.float32)
+    tifffile.imwrite(ws.trust_path, planes, metadata={"axes": "CYX"})
+    ws.trust_path.with_suffix(".json").write_text(json.dumps(
+        {"schema": "dleem-trust", "schema_version": 1, "block_size_lr_px": 8, "blocks_shape": [20, 20]}))
     ws.plan_json.parent.mkdir()
-    ws.plan_json.write_text(json.dumps({"regions": [{"id": "next 1", "lr_box": [8, 16, 40, 48]}]}))
+    ws.plan_json.write_text(json.dumps({"schema": "dleem-plan", "regions": [
+        {"lr_box": [8, 16, 40, 48], "center_lr": [24, 32]}]}))
     layers = _open(make_napari_viewer(), ws.path)
-    trust = layers["trust"]  # 20 blocks of 8 LR px: block i is centred on LR px 8 i + 3.5
-    np.testing.assert_allclose(trust.scale, [8 * px, 8 * px])
-    np.testing.assert_allclose(trust.data_to_world([0, 0]), [3.5 * px, 3.5 * px])
+    rmse, unsupported = layers["trust: predicted RMSE"], layers["trust: unsupported"]
+    np.testing.assert_array_equal(rmse.data, planes[0])
+    np.testing.assert_array_equal(unsupported.data, 1 - planes[1])
+    for layer in (rmse, unsupported):  # block i covers LR px 8 i .. 8 i + 7: centred on 8 i + 3.5
+        np.testing.assert_allclose(layer.scale, [8 * px, 8 * px])
+        np.testing.assert_allclose(layer.data_to_world([2, 5]), [19.5 * px, 43.5 * px])
+    assert rmse.colorbar.visible and rmse.opacity < 1
     plan = layers["proposed regions"]
     np.testing.assert_allclose(_world(plan, plan.data[0]).min(axis=0), [7.5 * px, 15.5 * px])
+    np.testing.assert_allclose(_world(plan, plan.data[0]).max(axis=0), [39.5 * px, 47.5 * px])
 
 
 def test_an_sr_file_opens_alone_and_other_files_are_declined(make_napari_viewer, workspace, scene,

@@ -171,15 +171,12 @@ def sr_layer(path: Path | str) -> LayerData:
     return (levels if len(levels) > 1 else levels[0], kwargs, "image")
 
 
-def grid_map_layer(path: Path | str, name: str, kind: str, lr_shape: tuple[int, int] | None,
-                   lr_pixel_size_um: float | None, colormap: str, symmetric: bool) -> LayerData:
-    """A map on the LR grid, or on blocks of it (block i covers LR px b*i .. b*i+b-1),
-    semi-transparent, with a colour bar (``metadata['dleem']['colorbar']``)."""
-    image = _read(path)
-    data = np.asarray(image.data, dtype=np.float32)
-    block = 1.0 if lr_shape is None else lr_shape[0] / data.shape[0]
-    px = lr_pixel_size_um or image.pixel_size_um
-    u = lr_unit_um(px)
+def grid_map_layer(data: np.ndarray, path: Path | str, name: str, kind: str, block: int,
+                   pixel_size_um: float | None, colormap: str, symmetric: bool) -> LayerData:
+    """A map on the LR grid (``block`` 1) or on its blocks (block i covers LR px
+    b*i .. b*i+b-1), semi-transparent, with a colour bar (``metadata['dleem']['colorbar']``)."""
+    data = np.asarray(data, dtype=np.float32)
+    u = lr_unit_um(pixel_size_um)
     finite = data[np.isfinite(data)]
     if symmetric:
         top = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
@@ -190,20 +187,41 @@ def grid_map_layer(path: Path | str, name: str, kind: str, lr_shape: tuple[int, 
     return (data, {"name": name, "scale": (block * u, block * u),
                    "translate": ((block - 1) / 2 * u, (block - 1) / 2 * u),
                    "colormap": colormap, "contrast_limits": limits, "opacity": MAP_OPACITY,
-                   "blending": "translucent", **units(px),
+                   "blending": "translucent", **units(pixel_size_um),
                    "metadata": _meta(kind, path, colorbar=True)}, "image")
 
 
-def consistency_layer(path: Path | str, lr_shape: tuple[int, int] | None = None,
-                      lr_pixel_size_um: float | None = None) -> LayerData:
-    return grid_map_layer(path, "consistency", "consistency", lr_shape, lr_pixel_size_um,
-                          "RdBu_r", symmetric=True)
+def consistency_layer(path: Path | str, lr_pixel_size_um: float | None = None) -> LayerData:
+    """degrade(SR) - LR on the LR grid, in LR grey levels, symmetric about 0."""
+    image = _read(path)
+    return grid_map_layer(image.data, path, "consistency", "consistency", 1,
+                          lr_pixel_size_um or image.pixel_size_um, "RdBu_r", symmetric=True)
 
 
-def trust_layer(path: Path | str, lr_shape: tuple[int, int] | None = None,
-                lr_pixel_size_um: float | None = None) -> LayerData:
-    return grid_map_layer(path, "trust", "trust", lr_shape, lr_pixel_size_um, "viridis",
-                          symmetric=False)
+def trust_layers(path: Path | str, lr_pixel_size_um: float | None = None) -> list[LayerData]:
+    """The trust map of `dleem upscale --trust` (docs in `dleem.upscale.trust`): the
+    predicted RMSE per block, and the unsupported blocks; the block size from its ``.json``."""
+    import tifffile
+
+    p = Path(path)
+    js = p.with_suffix(".json")
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DleemError(f"{js}: cannot read the trust map's description ({error})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != "dleem-trust":
+        raise DleemError(f"{js}: not a dleem trust map description (schema 'dleem-trust')")
+    data = np.asarray(tifffile.imread(p), dtype=np.float32)
+    if data.ndim != 3 or data.shape[0] != 2:
+        raise DleemError(f"{p}: expected 2 planes (predicted RMSE, supported), got shape {data.shape}")
+    block = int(meta["block_size_lr_px"])
+    rmse = grid_map_layer(data[0], p, "trust: predicted RMSE", "trust", block, lr_pixel_size_um,
+                          "magma", symmetric=False)
+    unsupported = grid_map_layer(1.0 - data[1], p, "trust: unsupported", "unsupported", block,
+                                 lr_pixel_size_um, "red", symmetric=False)
+    unsupported[1].update(contrast_limits=(0.0, 1.0), blending="additive")
+    unsupported[1]["metadata"]["dleem"]["colorbar"] = False
+    return [rmse, unsupported]
 
 
 def is_consistency_map(path: Path | str) -> bool:
@@ -266,14 +284,13 @@ def workspace_layers(path: Path | str) -> Layers:
     ws = Workspace(path)
     out = Layers()
     reg = out.attempt(ws.read_registration, ws.registration_json)
-    px = lr_shape = None
+    px = None
     if reg is not None:
-        px, lr_shape = reg.lr_pixel_size_um, reg.lr_shape
+        px = reg.lr_pixel_size_um
         lr = out.attempt(lambda: lr_layer(reg.lr_file, px), reg.lr_file)
         if lr is not None:
             out.layers.append(lr)
             px = px or lr[1]["metadata"]["dleem"]["pixel_size_um"]
-            lr_shape = lr_shape or tuple(lr[0].shape)
         for _, region in reg.placed:
             layer = out.attempt(lambda region=region: hr_layer(region, px), region.file)
             if layer is not None:
@@ -290,11 +307,12 @@ def workspace_layers(path: Path | str) -> Layers:
         layer = out.attempt(lambda: sr_layer(sr), sr)
         if layer is not None:
             out.layers.append(layer)
-    for map_path, make in ((ws.consistency_path, consistency_layer), (ws.trust_path, trust_layer)):
-        if map_path.is_file():
-            layer = out.attempt(lambda p=map_path, f=make: f(p, lr_shape, px), map_path)
-            if layer is not None:
-                out.layers.append(layer)
+    if ws.consistency_path.is_file():
+        layer = out.attempt(lambda: consistency_layer(ws.consistency_path, px), ws.consistency_path)
+        if layer is not None:
+            out.layers.append(layer)
+    if ws.trust_path.is_file():
+        out.layers.extend(out.attempt(lambda: trust_layers(ws.trust_path, px), ws.trust_path) or [])
     if ws.plan_json.is_file():
         layer = out.attempt(lambda: plan_layer(ws.plan_json, px), ws.plan_json)
         if layer is not None:

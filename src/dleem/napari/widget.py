@@ -375,8 +375,8 @@ class DleemWidget(QWidget):
         lr = self.lr_layer()
         layers = [sr_layer(sr)]
         if ws.consistency_path.is_file():
-            layers.append(consistency_layer(ws.consistency_path, tuple(lr.data.shape[-2:]),
-                                            float(lr.scale[-1])))
+            px = (lr.metadata or {}).get("dleem", {}).get("pixel_size_um")
+            layers.append(consistency_layer(ws.consistency_path, px))
         self.add_layers(layers)
 
     def _evaluated(self, index: Path) -> None:

@@ -153,3 +153,22 @@ def test_bad_inputs_are_one_line_and_exit_2_before_training(tmp_path, capsys, mo
     err = _cli_error(capsys, ["crossval", str(ws), *TRAIN, "--tile-size", "64",
                               "--threshold", "1"])
     assert "leaves no pore in the HR" in err and "nothing else is computed" in err
+
+
+def test_cancel_stops_crossval_and_writes_no_record(tmp_path):
+    from dleem.errors import Cancelled
+    from dleem.evaluation.evaluate import EvalOptions
+    from dleem.evaluation.pipeline import crossval_workspace
+    from dleem.training import TrainOptions
+
+    ws = make_workspace(tmp_path)
+
+    def progress(stage, done, total):
+        if stage == "train" and done >= 1:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        crossval_workspace(ws, TrainOptions(steps=3, preset="tiny", device="cpu", batch=2,
+                                            patch=16, checkpoint_every=0, force=True),
+                           EvalOptions(tile_size=64), folds=2, progress=progress)
+    assert not (ws / "crossval" / "crossval.json").exists()

@@ -278,3 +278,16 @@ def test_imaging_time_with_and_without_dwell_times():
     assert t["dwell_known"] and t["time_full_h"] == pytest.approx(5e7 * 4 / 3.6e9)
     assert t["time_saved_fraction"] == pytest.approx(1 - (2e6 + 4e6) / 2e8)
     assert not imaging_time((10, 10), None, [], {})["available"]
+
+
+def test_a_region_with_fewer_than_three_tiles_has_no_interval_and_the_report_says_why(
+        workspace, tmp_path):
+    from dleem.evaluation.pipeline import evaluate_workspace
+
+    index = evaluate_workspace(workspace, fake_models(),
+                               EvalOptions(tiles=2, tile_size=64, gallery=1, thickness_tiles=1),
+                               use_truth=False, out_dir=tmp_path / "report")
+    doc = json.loads((index.parent / "metrics.json").read_text())
+    m = doc["methods"]["model-sharp"]
+    assert m["ssim"]["ci95"] is None and m["per_region"]["HR_1"]["ssim"]["ci95"] is None
+    assert "HR_1 has 2 tiles: no interval (fewer than 3)" in index.read_text()

@@ -13,7 +13,13 @@ from scipy import ndimage
 
 from dleem.cli import main
 from dleem.imaging import degrade
-from dleem.trust.blocks import block_shape, block_stats, chi_threshold, consistency_chi
+from dleem.trust.blocks import (
+    FEATURE_NAMES,
+    block_shape,
+    block_stats,
+    chi_threshold,
+    consistency_chi,
+)
 from dleem.trust.calibration import Calibration, Reference, design, fit_calibration
 from dleem.trust.folder import HeldOut, ModelTrust, read_model_trust, write_model_trust
 from dleem.trust.noise import NoiseModel, estimate_noise_model, noise_from_residual
@@ -83,7 +89,7 @@ def test_block_grid_keeps_the_last_partial_block():
     assert block_shape((100, 64), 32) == (4, 2)
     lr = _noisy(_specimen((100, 70)))
     s = block_stats(lr, (0, 100, 0, 70), NoiseModel(A, B_SHOT), 32, 255.0)
-    assert s.features.shape == (4, 3, 5) and s.n_px[-1, -1] == 4 * 6 and np.isnan(s.chi).all()
+    assert s.features.shape == (4, 3, len(FEATURE_NAMES)) and s.n_px[-1, -1] == 4 * 6 and np.isnan(s.chi).all()
 
 
 def test_block_statistics_of_tiles_equal_the_whole_image():
@@ -111,27 +117,31 @@ def test_calibration_recovers_a_known_error_model_and_ranks_held_out_blocks():
     texture = rng.uniform(2, 40, 60)
     chi = rng.uniform(0.9, 3.0, 60)
     x = design(texture, np.full(60, 5.0), chi)
-    truth = np.expm1(x @ np.array([0.3, 0.6, 0.4]))
-    measured = truth * np.exp(rng.normal(0, 0.05, 60))
+    base = np.expm1(x[:, :2] @ np.array([0.3, 0.6]))
+    excess = np.expm1(x[:, 2])
+    measured = np.hypot(base * np.exp(rng.normal(0, 0.05, 60)), excess)
     cal = fit_calibration(x, np.full(60, 0.5), measured, "test_areas")
-    np.testing.assert_allclose(cal.coef, [0.3, 0.6, 0.4], atol=0.15)
+    np.testing.assert_allclose(cal.coef, [0.3, 0.6], atol=0.15)
     assert cal.spearman > 0.9 and cal.median_abs_error_gl < 0.1 * np.median(measured)
     assert cal.eta_source == "default"  # no held-out block beyond the training range
-    # beyond the range the prediction grows with the novelty
-    pred = cal.predict(x[:1].repeat(2, 0), np.array([0.5, 3.0]))
+    # beyond the range the structural part grows with the novelty; the measured excess is a floor
+    row = design(np.array([10.0, 10.0]), np.array([5.0, 5.0]), np.array([1.0, 1.0]))
+    pred = cal.predict(row, np.array([0.5, 3.0]))
     assert pred[1] == pytest.approx(3.0 * pred[0])
+    seen_excess = cal.predict(design(np.array([10.0]), np.array([5.0]), np.array([5.0])), np.array([0.5]))
+    assert seen_excess[0] >= 5.0 * 2.0  # sigma * sqrt(chi - 1)
     assert Calibration.from_dict(cal.to_dict()).coef == cal.coef
 
 
 def test_model_trust_files_round_trip(tmp_path):
-    ref = Reference.build(np.random.default_rng(0).normal(size=(40, 5)))
+    ref = Reference.build(np.random.default_rng(0).normal(size=(40, len(FEATURE_NAMES))))
     trust = ModelTrust(block_size_lr_px=32, dtype_max=255.0, noise=NoiseModel(A, B_SHOT, "registration"),
-                       reference=ref, calibration=Calibration(coef=[1.0, 0.5, 0.2], n_blocks=9, source="test_areas"),
+                       reference=ref, calibration=Calibration(coef=[1.0, 0.5], n_blocks=9, source="test_areas"),
                        held_out=HeldOut(x=np.ones((3, 3)), novelty=np.ones(3), rmse=np.arange(3.0)))
     write_model_trust(tmp_path, trust)
     back = read_model_trust(tmp_path)
     np.testing.assert_allclose(back.reference.features, ref.features, rtol=1e-6)
-    assert back.noise.a == A and back.calibration.coef == [1.0, 0.5, 0.2]
+    assert back.noise.a == A and back.calibration.coef == [1.0, 0.5]
     np.testing.assert_allclose(back.held_out.rmse, [0, 1, 2])
     data = json.loads((tmp_path / "trust.json").read_text())
     assert data["schema"] == "dleem-model-trust" and data["noise_model"]["b"] == B_SHOT
@@ -244,3 +254,21 @@ def test_upscale_trust_refusals(trained, tmp_path, capsys, case):
     assert not out.exists()
     if case == "no_trust_files":
         assert str(model) in err[0]
+
+
+def test_the_report_shows_the_trust_map(trained):
+    """upscale --trust into the workspace's trust path, then dleem evaluate: a trust section with
+    the map, the least trusted blocks (LR | SR) and the supported fraction in the summary."""
+    ws, data = trained["ws"], trained["data"]
+    up = ws / "upscale"
+    assert main(["upscale", str(data / "LR.tif"), "--model", str(trained["model"]), "-o", str(up / "SR.ome.tif"),
+                 "--trust", str(up / "trust.tif"), "--consistency", str(up / "consistency.tif"), "--tile", "64",
+                 "--device", "cpu"]) == 0
+    assert main(["evaluate", str(ws), "--model", str(trained["model"]), "--sr", str(up / "SR.ome.tif"),
+                 "--consistency", str(up / "consistency.tif"), "--tile-size", "64", "--thickness-tiles", "2"]) == 0
+    page = (ws / "report" / "index.html").read_text()
+    assert "id='trust'" in page or 'id="trust"' in page
+    assert "of the upscaled area is supported" in page
+    figs = ws / "report" / "figures"
+    for name in ("trust_map.png", "trust_gallery.png", "consistency_sigma.png"):
+        assert (figs / name).stat().st_size > 0, name

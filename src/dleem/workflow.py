@@ -213,6 +213,7 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
     from dleem.registration.pipeline import register_files
     from dleem.training import TrainOptions, train
     from dleem.upscale import upscale_file
+    from dleem.upscale.trust import default_trust_path
 
     cfg.validate()
     n = total_steps or (2 + cfg.crossval + len(cfg.losses) + (cfg.upscale != "none"))
@@ -273,6 +274,8 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
         t0 = time.perf_counter()
         sr_path = upscale_file(cfg.lr, model_dirs[sr_model], ws.sr_path, tile=cfg.upscale_tile,
                                device=cfg.device, consistency_path=ws.consistency_path,
+                               trust_path=default_trust_path(model_dirs[sr_model], cfg.upscale_tile,
+                                                             ws.trust_path),
                                pixel_size_um=cfg.pixel_size_lr_um, page=cfg.page, scene=cfg.scene,
                                channel=cfg.channel, progress=progress)
         cons_path = ws.consistency_path

@@ -29,6 +29,7 @@ from dleem.evaluation import figures
 from dleem.evaluation.evaluate import Evaluation, sha256_or_none, summarize
 from dleem.evaluation.pores import match_summary
 from dleem.evaluation.stats import MIN_TILES, RESAMPLES
+from dleem.evaluation.trust_figures import summary_line, trust_figures, trust_html
 from dleem.workspace import CrossvalRecord, PairRegion, PairsManifest, RegistrationRecord, Workspace
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,7 @@ def _summary_html(ev: Evaluation, inputs: ReportInputs, doc: dict, figs: dict[st
     if inputs.sr_path is not None:
         summary.append(f"<p>The whole LR area was upscaled with <b>{html.escape(inputs.sr_model or '?')}"
                        f"</b>: <code>{html.escape(str(inputs.sr_path))}</code>.</p>")
+    summary.append(summary_line(figs.get("trust")))
     return "".join(summary)
 
 
@@ -457,6 +459,8 @@ SECTIONS = (
     ("pores", "Pores", "Pores", _pores_html),
     ("consistency", "Upscaled area: consistency with the measurement", "Consistency",
      _consistency_html),
+    ("trust", "Upscaled area: where it can be trusted", "Trust",
+     lambda ev, inputs, doc, figs: trust_html(figs.get("trust"))),
     ("registration", "Registration", "Registration", _registration_html),
     ("training", "Training", "Training", _training_html),
     ("time", "Imaging time saved", "Time",
@@ -829,6 +833,10 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
         if summ.is_file():
             shutil.copy2(summ, fig_dir / "consistency_summary.png")
             figs["consistency_summary"] = "figures/consistency_summary.png"
+    figs["trust"] = trust_figures(
+        out, inputs.workspace.trust_path, overview=inputs.lr_overview, step=inputs.lr_overview_step,
+        lr_px=lr_px, regions=[list(r.lr_box) for r in man.regions], lr_path=Path(man.lr_file),
+        sr_path=inputs.sr_path, scale=ev.scale, consistency_path=inputs.consistency_path)
     qc_dir = inputs.workspace.qc_dir
     if qc_dir.is_dir():
         (out / "qc").mkdir(exist_ok=True)

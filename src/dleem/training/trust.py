@@ -5,7 +5,7 @@
 
 - the LR noise model: the median over the regions of the registration's ``noise_model``
   (``registration.json`` version 2), else estimated from the regions' LR crops;
-- the texture features of the training blocks (B x B, at a stride of B / 2, inside the
+- the texture features of the training blocks (B x B, at a stride of B / 4, inside the
   train areas): the novelty's reference;
 - the error calibration, fitted on the test areas (never seen by training): per block
   the SR of the LR crop is scored against the HR target, HR noise variance removed.
@@ -73,7 +73,7 @@ def training_features(ws: Workspace, manifest: PairsManifest, noise: NoiseModel,
             continue
         lr = _read(ws, reg.lr)
         for box in reg.splits.of("train"):
-            cores = _full_blocks(box, block, max(block // 2, 1)) or [(box[0], box[2], box[1], box[3])]
+            cores = _full_blocks(box, block, max(block // 4, 1)) or [(box[0], box[2], box[1], box[3])]
             for core in cores:
                 f, _, _ = lr_features(lr, core, noise, block, dmax)
                 feats.append(f.reshape(-1, f.shape[-1]))

@@ -32,7 +32,9 @@ from dleem.trust.noise import NoiseModel
 DEFAULT_BLOCK = 32
 GRADIENT_SCALES = (1.0, 2.0, 4.0)
 FEATURE_MARGIN = 17  # LR px: 4 sigma of the widest gradient filter, + 1
-FEATURE_NAMES = ("mean", "log_signal_std", *(f"log_gradient_s{s:g}" for s in GRADIENT_SCALES))
+GRADIENT_QUANTILES = (0.5, 0.9)
+FEATURE_NAMES = ("log_signal_std", "log_gradient_s1", "log_gradient_s2",
+                 *(f"log_gradient_s2_q{int(100 * q)}" for q in GRADIENT_QUANTILES), "log_gradient_s4")
 FALSE_ALARM = 1e-3
 _EPS = 1e-4
 
@@ -82,10 +84,34 @@ def window(core: tuple[int, int, int, int], shape: tuple[int, int], margin: int)
     return max(y0 - margin, 0), min(y1 + margin, shape[0]), max(x0 - margin, 0), min(x1 + margin, shape[1])
 
 
+def block_quantiles(a: np.ndarray, block: int, qs: tuple[float, ...]) -> np.ndarray:
+    """Quantiles ``qs`` of ``a`` over each block of a core (bh, bw, len(qs))."""
+    h, w = a.shape
+    bh, bw = block_shape((h, w), block)
+    out = np.empty((bh, bw, len(qs)), np.float64)
+    fh, fw = h // block, w // block
+    if fh and fw:  # the whole blocks at once
+        full = a[:fh * block, :fw * block].reshape(fh, block, fw, block).transpose(0, 2, 1, 3)
+        out[:fh, :fw] = np.moveaxis(np.quantile(full.reshape(fh, fw, -1), qs, axis=-1), 0, -1)
+    for i in range(bh):  # the partial ones at the edges
+        for j in range(bw):
+            if i >= fh or j >= fw:
+                out[i, j] = np.quantile(a[i * block:(i + 1) * block, j * block:(j + 1) * block], qs)
+    return out
+
+
 def lr_features(lr: Any, core: tuple[int, int, int, int], noise: NoiseModel, block: int,
                 dtype_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, signal std and noise sigma (grey levels) of the blocks of ``core``,
-    from the (lazy) LR image ``lr``."""
+    from the (lazy) LR image ``lr``.
+
+    Texture, not brightness: the signal std with the noise variance removed, and the
+    gradient magnitude at three scales: its mean and, at the middle scale, its median and
+    90th percentile (an edge everywhere, as in a fine-grained rock, against one edge in a
+    block of a coarse one). Grey-level statistics (mean, quantiles) were tried and left out:
+    a handful of training blocks samples the grey levels of grains, pores and clay too
+    sparsely, and they lowered the separation of an unseen rock (docs/trust.md).
+    """
     y0, y1, x0, x1 = core
     wy0, wy1, wx0, wx1 = window(core, tuple(lr.shape), FEATURE_MARGIN)
     x = np.asarray(lr[wy0:wy1, wx0:wx1], dtype=np.float32)
@@ -95,10 +121,13 @@ def lr_features(lr: Any, core: tuple[int, int, int, int], noise: NoiseModel, blo
     var = np.maximum(block_means(c * c, block) - mean * mean, 0.0)
     noise_var = block_means(noise.variance(c), block)
     texture = np.sqrt(np.maximum(var - noise_var, 0.0))
-    feats = [mean / dtype_max, np.log(texture / dtype_max + _EPS)]
+    feats = [np.log(texture / dtype_max + _EPS)]
     for s in GRADIENT_SCALES:
         g = ndimage.gaussian_gradient_magnitude(x, s, mode="reflect", truncate=4.0)[cut]
         feats.append(np.log(block_means(g, block) / dtype_max + _EPS))
+        if s == GRADIENT_SCALES[1]:
+            q = block_quantiles(g, block, GRADIENT_QUANTILES)
+            feats += list(np.log(np.moveaxis(q, -1, 0) / dtype_max + _EPS))
     return np.stack(feats, axis=-1).astype(np.float32), texture, np.sqrt(noise_var)
 
 

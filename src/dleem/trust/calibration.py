@@ -7,15 +7,20 @@ the training areas (each training block against the others, leave-one-out). So n
 <= 1 lies within the range seen in training; beyond it a block is **unsupported**.
 
 Predicted error: the RMSE, in grey levels of the LR dtype, of SR against the specimen
-as the HR beam sees it. Inside the training range it is a linear model in log space,
+as the HR beam sees it, from two parts added in quadrature:
 
-    log(1 + rmse) = c0 + c1 log(1 + texture) + c2 log(1 + excess),
+    rmse = sqrt((base * max(novelty, 1) ** eta) ** 2 + excess ** 2),
+    log(1 + base) = c0 + c1 log(1 + texture),
 
-with ``texture`` the block's signal std and ``excess = sigma * sqrt(max(chi - 1, 0))``
-the part of the SR error that the LR measurement sees (both grey levels), fitted on
-held-out blocks (the test areas, or cross-validation folds). Beyond the training range
-the fit extrapolates, so the prediction is multiplied by ``novelty ** eta`` there
-(``eta`` fitted where held-out blocks reach beyond the range, else 1).
+- ``base``, the error expected from the block's structure (``texture``, its signal std),
+  fitted on held-out blocks (the test areas, or cross-validation folds); beyond the
+  training range it extrapolates, so it is multiplied by ``novelty ** eta`` there
+  (``eta`` fitted where held-out blocks reach beyond the range, else 1);
+- ``excess = sigma * sqrt(max(chi - 1, 0))``, the RMS of degrade(SR) - LR beyond the
+  noise: the part of the SR error that the LR measurement sees. It is measured, not
+  fitted, and a lower bound (degrade only averages an error), so it enters with weight
+  1: held-out blocks inside the training range rarely show any, and a fit would drop it
+  exactly where it matters.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class Reference:
 
 
 def design(texture_gl: Any, sigma_gl: Any, chi: Any) -> np.ndarray:
-    """Regressors of the error model: 1, log(1 + texture), log(1 + excess)."""
+    """Rows of the error model: 1, log(1 + texture) (fitted), log(1 + excess) (measured)."""
     t = np.asarray(texture_gl, dtype=np.float64)
     excess = np.asarray(sigma_gl, dtype=np.float64) * np.sqrt(np.maximum(np.nan_to_num(chi, nan=1.0) - 1.0, 0.0))
     return np.stack([np.ones_like(t), np.log1p(t), np.log1p(excess)], axis=-1)
@@ -86,7 +91,7 @@ def design(texture_gl: Any, sigma_gl: Any, chi: Any) -> np.ndarray:
 class Calibration:
     """The fitted error model and how well it ranks held-out blocks."""
 
-    coef: list[float] = field(default_factory=lambda: [0.0, 1.0, 1.0])
+    coef: list[float] = field(default_factory=lambda: [0.0, 1.0])
     eta: float = 1.0
     eta_source: str = "default"  # "fitted" | "default"
     spearman: float | None = None
@@ -96,15 +101,17 @@ class Calibration:
 
     def predict(self, x: np.ndarray, novelty: np.ndarray) -> np.ndarray:
         """Predicted RMSE (grey levels) from `design` rows and the novelty."""
-        base = np.expm1(np.clip(x @ np.asarray(self.coef), 0.0, 30.0))
-        return base * np.maximum(np.asarray(novelty, dtype=np.float64), 1.0) ** self.eta
+        x = np.asarray(x, dtype=np.float64)
+        base = np.expm1(np.clip(x[..., :2] @ np.asarray(self.coef), 0.0, 30.0))
+        base = base * np.maximum(np.asarray(novelty, dtype=np.float64), 1.0) ** self.eta
+        return np.hypot(base, np.expm1(x[..., 2]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"coef": [float(c) for c in self.coef], "eta": float(self.eta), "eta_source": self.eta_source,
                 "spearman": self.spearman, "median_abs_error_gl": self.median_abs_error_gl,
                 "n_blocks": int(self.n_blocks), "source": self.source,
-                "model": "log(1 + rmse) = c0 + c1 log(1 + texture_gl) + c2 log(1 + excess_gl); "
-                         "times max(novelty, 1) ** eta"}
+                "model": "rmse = hypot(base * max(novelty, 1) ** eta, excess_gl), "
+                         "log(1 + base) = c0 + c1 log(1 + texture_gl)"}
 
     @classmethod
     def from_dict(cls, data: Any) -> Calibration:
@@ -113,8 +120,15 @@ class Calibration:
 
 
 def _ridge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    a = x.T @ x + RIDGE * len(y) * np.diag([0.0, 1.0, 1.0])
-    return np.linalg.solve(a, x.T @ y)
+    """c0, c1 of log(1 + base) from `design` rows and log(1 + base) targets."""
+    a = x[:, :2].T @ x[:, :2] + RIDGE * len(y) * np.diag([0.0, 1.0])
+    return np.linalg.solve(a, x[:, :2].T @ y)
+
+
+def _base_target(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """log(1 + base): the measured RMSE with the measured excess removed in quadrature."""
+    excess = np.expm1(x[:, 2])
+    return np.log1p(np.sqrt(np.maximum(y * y - excess * excess, 0.0)))
 
 
 def fit_calibration(x: np.ndarray, novelty: np.ndarray, measured: np.ndarray, source: str) -> Calibration:
@@ -128,15 +142,16 @@ def fit_calibration(x: np.ndarray, novelty: np.ndarray, measured: np.ndarray, so
     x, nov, y = x[ok], nov[ok], y[ok]
     n = len(y)
     if n < MIN_BLOCKS:
-        level = float(np.log1p(np.median(y))) if n else 0.0
-        return Calibration(coef=[level, 0.0, 0.0], n_blocks=n, source=source if n else "none")
+        level = float(np.median(_base_target(x, y))) if n else 0.0
+        return Calibration(coef=[level, 0.0], n_blocks=n, source=source if n else "none")
     inside = nov <= 1.0
     fit_rows = inside if inside.sum() >= MIN_BLOCKS else np.ones(n, bool)
-    coef = _ridge(x[fit_rows], np.log1p(y[fit_rows]))
+    t = _base_target(x, y)
+    coef = _ridge(x[fit_rows], t[fit_rows])
     eta, eta_source = 1.0, "default"
     beyond = ~inside
     if beyond.sum() >= MIN_BLOCKS:  # the inflation beyond the range, where held-out blocks show it
-        resid = np.log1p(y[beyond]) - x[beyond] @ coef
+        resid = t[beyond] - x[beyond, :2] @ coef
         lognov = np.log(nov[beyond])
         eta = float(max(np.dot(lognov, resid) / max(np.dot(lognov, lognov), 1e-12), 0.0))
         eta_source = "fitted"
@@ -145,7 +160,7 @@ def fit_calibration(x: np.ndarray, novelty: np.ndarray, measured: np.ndarray, so
     for i in range(n):
         keep = fit_rows.copy()
         keep[i] = False
-        c = _ridge(x[keep], np.log1p(y[keep])) if keep.sum() >= 3 else coef
+        c = _ridge(x[keep], t[keep]) if keep.sum() >= 3 else coef
         loo[i] = Calibration(coef=list(c), eta=eta).predict(x[i:i + 1], nov[i:i + 1])[0]
     rho = stats.spearmanr(loo, y).statistic if np.ptp(y) > 0 and np.ptp(loo) > 0 else float("nan")
     cal.spearman = None if not math.isfinite(rho) else float(rho)

@@ -196,3 +196,15 @@ def model_noise(model_dir: Any) -> Any:
         return read_model_trust(model_dir).noise
     except InputError:
         return None
+
+
+def default_trust_path(model_dir: Any, tile: int, path: Path) -> Path | None:
+    """``path`` where the run can write a trust map (the model has trust files and ``tile``
+    is a multiple of their block size), else None: for callers that add it when possible."""
+    if not isinstance(model_dir, (str, PathLike)):
+        return None
+    try:
+        block = read_model_trust(model_dir).block_size_lr_px
+    except InputError:
+        return None
+    return path if tile % block == 0 else None

@@ -112,7 +112,8 @@ def run_case(case: Case, tmp: Path) -> dict:
     out, err = proc.communicate(timeout=600)
     seconds = time.perf_counter() - t0
     new = sorted(snapshot(tmp) - before_files)
-    hidden = [n for n in new if any(part.startswith(".") for part in Path(n).parts)]
+    hidden = [n for n in new if any(part.startswith(".") and any(w in part for w in ("part", "lock", "write-test"))
+                                    for part in Path(n).parts)]
     left = hidden if proc.returncode == 0 else new
     last = err.strip().splitlines()[-1] if err.strip() else ""
     kept: list[str] = []
@@ -186,6 +187,34 @@ def make_data(tmp: Path) -> dict[str, Path]:
     cfg.write_text(f'lr = "{f["lr"]}"\nhr = ["{f["hr"]}"]\noutput = "{bad / "taken"}"\n')
     (tmp / "run_bad.toml").write_text("lr = \n")
     (tmp / "run_key.toml").write_text(f'lr = "{f["lr"]}"\nhr = ["{f["hr"]}"]\noutput = "o"\nlr_pgae = 1\n')
+    # a float32 acquisition and a float model (NaN in a float LR given to a float model)
+    fl = tmp / "data_f32"
+    fl.mkdir()
+    tifffile.imwrite(fl / "LR.tif", lr.astype(np.float32), **res)
+    tifffile.imwrite(fl / "HR_1.tif", hr.astype(np.float32), resolution=(4e4 / LR_PX, 4e4 / LR_PX),
+                     resolutionunit="CENTIMETER")
+    dleem("register", fl / "LR.tif", fl / "HR_1.tif", "-o", tmp / "ws_f32", "--no-qc")
+    dleem("train", tmp / "ws_f32", "-o", tmp / "model_f32", "--steps", "10", "--preset", "tiny", "--device",
+          "cpu", "--patch", "8", "--batch", "2", "--checkpoint-every", "0")
+    # a model folder whose weights hold a NaN
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(tmp / "model", tmp / "model_nan")
+    weights = load_file(tmp / "model_nan" / "generator.safetensors")
+    first = sorted(weights)[0]
+    weights[first] = weights[first].copy()
+    weights[first].flat[0] = np.nan
+    save_file(weights, tmp / "model_nan" / "generator.safetensors", metadata={"format": "pt"})
+    # a run with a checkpoint, to resume wrongly, and one with a corrupt checkpoint
+    for name in ("m_ck", "m_bad_ck"):
+        dleem("train", tmp / "ws", "-o", tmp / name, "--steps", "4", "--preset", "tiny", "--device", "cpu",
+              "--patch", "8", "--batch", "2", "--checkpoint-every", "2")
+    for ck in (tmp / "m_bad_ck" / "checkpoints").glob("*.pt"):
+        ck.write_bytes(b"\x80\x02garbage")
+    f.update({"lr_f32": fl / "LR.tif", "model_f32": tmp / "model_f32", "model_nan": tmp / "model_nan",
+              "m_ck": tmp / "m_ck", "m_bad_ck": tmp / "m_bad_ck"})
     f.update({p.stem: p for p in bad.iterdir()})
     f.update({"sr_small": sr, "run_taken": cfg, "run_bad": tmp / "run_bad.toml", "run_key": tmp / "run_key.toml"})
     return f
@@ -289,6 +318,26 @@ def cases(f: dict[str, Path], tmp: Path) -> list[Case]:
              inject=("tempfile.mkstemp", "EROFS")),
         Case("upscale: full disk in the TIFF write", ["upscale", s(lr), *up, "-o", "u4.ome.tif"], "refused", [lr],
              inject=("tifffile.FileHandle.write_array", "ENOSPC")),
+        Case("upscale: NaN in a float LR, float model", ["upscale", s(f["LR_nan"]), "--model", s(f["model_f32"]),
+                                                        "--device", "cpu", "-o", "u5.ome.tif"], "refused",
+             [f["LR_nan"], f["model_f32"]]),
+        Case("upscale: float LR, float model", ["upscale", s(f["lr_f32"]), "--model", s(f["model_f32"]), "--device",
+                                                "cpu", "-o", "u6.ome.tif"], "ok", [f["lr_f32"], f["model_f32"]]),
+        Case("upscale: a model with a NaN weight", ["upscale", s(lr), "--model", s(f["model_nan"]), "--device", "cpu",
+                                                    "-o", "u7.ome.tif"], "refused", [lr, f["model_nan"]]),
+        Case("upscale: -o SR.tif (warning, same OME-TIFF)", ["upscale", s(lr), *up, "-o", "u8.tif"], "ok", [lr]),
+        Case("upscale: --ngff 0.4", ["upscale", s(lr), *up, "-o", "u9.ome.zarr", "--ngff", "0.4"], "ok", [lr]),
+        Case("upscale: --tile 3", ["upscale", s(lr), *up, "-o", "u10.ome.tif", "--tile", "3"], "refused", [lr]),
+        Case("upscale: missing model folder", ["upscale", s(lr), "--model", "nope", "-o", "u10.ome.tif"], "refused",
+             [lr]),
+        Case("train: --resume with another --seed", ["train", s(ws), "-o", s(f["m_ck"]), "--steps", "6", "--preset",
+                                                     "tiny", "--device", "cpu", "--patch", "8", "--batch", "2",
+                                                     "--resume", "--seed", "5"], "refused", [f["m_ck"]]),
+        Case("train: --resume from a corrupt checkpoint", ["train", s(ws), "-o", s(f["m_bad_ck"]), "--steps", "6",
+                                                           "--preset", "tiny", "--device", "cpu", "--patch", "8",
+                                                           "--batch", "2", "--resume"], "refused", [f["m_bad_ck"]]),
+        Case("train: a folder with checkpoints, no --resume", ["train", s(ws), "-o", s(f["m_ck"]), *tiny], "refused",
+             [f["m_ck"]]),
         # evaluate
         Case("evaluate: --sr truncated", ["evaluate", s(ws), "--model", s(model), "--sr", s(f["truncated"])],
              "refused", [f["truncated"]]),

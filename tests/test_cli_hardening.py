@@ -225,6 +225,8 @@ def test_full_disk_in_train(workspace, tmp_path, capsys, monkeypatch, target, na
     assert f"{name}: disk full while writing" in line
     assert not list(out.rglob(".*.part"))
     assert not (out / "config.json").exists() and not (out / "generator.safetensors").exists()
+    if name == "step_000000002.pt":  # no checkpoint to resume from: no half model folder either
+        assert not out.exists()
     if name == "curves.png":  # the final checkpoint was written: resuming finishes the model
         assert "resume (--resume)" in line
         monkeypatch.undo()

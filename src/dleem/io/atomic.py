@@ -136,6 +136,32 @@ def make_folder(folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def files_under(folder: str | os.PathLike[str]) -> set[Path]:
+    """Every file and folder under ``folder`` (empty when it does not exist)."""
+    folder = Path(folder)
+    return set(folder.rglob("*")) if folder.is_dir() else set()
+
+
+def remove_new_files(folder: str | os.PathLike[str], existing: set[Path]) -> None:
+    """Undo a failed step: remove what it created under ``folder`` (files, then the folders
+    it emptied, then ``folder`` itself if the step created it), given `files_under` from
+    before the step. Files that existed before are left as they are."""
+    folder = Path(folder)
+    for path in sorted(files_under(folder) - existing, key=lambda p: len(p.parts), reverse=True):
+        try:
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+        except OSError:
+            continue
+    if not existing and folder.is_dir():
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 def remove_stale_parts(*folders: str | os.PathLike[str], older_than_s: float = STALE_PART_S) -> list[Path]:
     """Delete the ``.NAME.XXXX.part`` files a killed write left in ``folders``.
 

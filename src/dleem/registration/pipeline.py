@@ -27,7 +27,7 @@ import numpy as np
 from dleem.errors import DleemError, InputError, ParameterError, RegistrationError
 from dleem.imaging import check_scale, default_scale
 from dleem.io import SEMImage, read_image, sha256_file
-from dleem.io.atomic import check_output_dir, remove_stale_parts
+from dleem.io.atomic import check_output_dir, files_under, remove_new_files, remove_stale_parts
 from dleem.io.read import load_array
 from dleem.pairs.manifest import RegionPair, make_pairs
 from dleem.progress import ProgressCallback, report
@@ -236,7 +236,7 @@ def register_files(
     k = check_scale(scale, "scale") if scale is not None else default_scale(region_pairs[0].ratio or 1.0)
     _check_scale_against_ratio(k, float(np.median([p.ratio for p in region_pairs])))
 
-    existing = _files_under(ws.path)
+    existing = files_under(ws.path)
     try:
         manifest = None
         if pairs:
@@ -279,28 +279,9 @@ def register_files(
             seconds=round(time.perf_counter() - t_start, 3),
         ))
     except BaseException:
-        _remove_new_files(ws.path, existing)  # a failed step leaves no half workspace
+        remove_new_files(ws.path, existing)  # a failed step leaves no half workspace
         raise
     return record
-
-
-def _files_under(folder: Path) -> set[Path]:
-    return set(folder.rglob("*")) if folder.is_dir() else set()
-
-
-def _remove_new_files(folder: Path, existing: set[Path]) -> None:
-    """Remove what this run created under ``folder`` (files, then emptied folders)."""
-    new = sorted(_files_under(folder) - existing, key=lambda p: len(p.parts), reverse=True)
-    for path in new:
-        try:
-            path.rmdir() if path.is_dir() else path.unlink()
-        except OSError:
-            log.warning("could not remove %s", path)
-    if not existing and folder.is_dir():
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
 
 
 def _region_pair(index: int, hr_path: Path, hr_image: SEMImage, hr_array: np.ndarray,

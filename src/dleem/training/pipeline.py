@@ -33,7 +33,13 @@ import torch
 from torch import nn
 
 from dleem.errors import Cancelled, DleemError
-from dleem.io.atomic import OutputError, check_output_dir, remove_stale_parts
+from dleem.io.atomic import (
+    OutputError,
+    check_output_dir,
+    files_under,
+    remove_new_files,
+    remove_stale_parts,
+)
 from dleem.models.arch import preset_arch, receptive_field_of
 from dleem.models.config import ModelConfig
 from dleem.models.discriminator import PatchDiscriminator
@@ -114,14 +120,18 @@ def train(
     info = ddp.setup(options.device)
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_bench = torch.backends.cudnn.benchmark
+    existing = files_under(model_dir)
     try:
         run = _Run(ws, Path(model_dir), options, info, progress, regions)
         return run.execute(generator, arch, discriminator)
-    except OutputError as error:
-        if not checkpoints(Path(model_dir)):
-            raise
-        raise OutputError(error.path, error, advice="free space and resume (--resume) from the "
-                          "checkpoints kept in " + str(Path(model_dir) / CHECKPOINT_DIR)) from None
+    except BaseException as error:
+        kept = checkpoints(Path(model_dir))
+        if not kept and info.is_main:  # nothing to resume: leave no half model folder
+            remove_new_files(model_dir, existing)
+        if isinstance(error, OutputError) and kept:
+            raise OutputError(error.path, error, advice="free space and resume (--resume) from the "
+                              "checkpoints kept in " + str(Path(model_dir) / CHECKPOINT_DIR)) from None
+        raise
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.backends.cudnn.benchmark = prev_bench

@@ -272,3 +272,16 @@ def test_the_report_shows_the_trust_map(trained):
     figs = ws / "report" / "figures"
     for name in ("trust_map.png", "trust_gallery.png", "consistency_sigma.png"):
         assert (figs / name).stat().st_size > 0, name
+
+
+def test_crossval_refits_the_calibration_on_its_folds(trained, tmp_path):
+    """dleem crossval scores each left-out region with its fold's model and refits the
+    calibration of the workspace's full model on those blocks."""
+    before = read_model_trust(trained["model"])
+    assert main(["crossval", str(trained["ws"]), "-o", str(tmp_path / "cv"), "--steps", "4", "--preset", "tiny",
+                 "--device", "cpu", "--batch", "4", "--tile-size", "64", "--no-truth"]) == 0
+    after = read_model_trust(trained["model"])
+    assert after.calibration.source == "crossval"
+    assert after.calibration.n_blocks > before.calibration.n_blocks  # whole regions, not test areas
+    fold = read_model_trust(next((tmp_path / "cv").glob("fold*")))  # a fold model: its own features
+    assert len(fold.reference.features) < len(after.reference.features)

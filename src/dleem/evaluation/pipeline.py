@@ -245,6 +245,8 @@ def crossval_workspace(
         that leaves no pore in the HR, bad training options.
     """
     from dleem.training import train
+    from dleem.training.trust import fold_held_out as trust_fold
+    from dleem.training.trust import refit_workspace_models
 
     data = open_workspace(workspace)
     ws = data.workspace
@@ -271,6 +273,7 @@ def crossval_workspace(
     truth = truth_renderer(data.truth_json) if (use_truth and data.truth_json) else None
     t0 = time.perf_counter()
     records: list[CrossvalFold] = []
+    held: list[Any] = []  # each fold's held-out blocks, for the trust calibration
     for n, (fold, fd, fopt) in enumerate(fold_data, start=1):
         log.info("crossval fold %d/%d: hold out %s, train on %s", n, len(plan), fold.held_out,
                  ", ".join(fold.trained_on))
@@ -283,6 +286,8 @@ def crossval_workspace(
             fold_ws.pairs_dir.mkdir(parents=True, exist_ok=True)
             fold_ws.write_pairs(fd.manifest)
             train(fold_ws, model_dir, train_options, progress=progress)
+        held.append(trust_fold(fold_ws if fold.block is not None else ws, model_dir,
+                               None if fold.block is not None else fold.held_out))
         up = model_upscaler(model_dir, device=device, name="model",
                             pixel_size_um=man.lr_pixel_size_um)
         ev = evaluate(fd, [up], fopt, truth=truth, progress=progress)
@@ -293,6 +298,7 @@ def crossval_workspace(
             held_out_box=fold.block, seconds=round(time.perf_counter() - tf, 3)))
         if progress:
             progress("crossval folds", n, len(plan))
+    refit_workspace_models(ws, held)
     record = CrossvalRecord(
         folds=records,
         estimate=cv.estimate([(f.held_out, f.metrics) for f in records], seed=base.seed),

@@ -376,7 +376,8 @@ class _Run:
                         f"{self.config.arch.get('name')} x{self.data.scale}, {o.loss}{adv}, {step} steps")
             # the weights and config.json last: a folder that has them is a finished model
             save_model(self.model_dir, self.trainer.ema.module, self.config, raw_generator=self.trainer.generator)
-            fit_trust(self.ws, self.model_dir, self.trainer.ema.module, self.config, info.device)
+            fit_trust(self.ws, self.model_dir, self.trainer.ema.module, self.config, info.device,
+                      regions=self.regions)
             self.ws.record_step("train:" + self.model_dir.name, StepRecord(
                 inputs={"pairs_manifest_sha256": self.data.checksums["manifest_sha256"]},
                 parameters=o.to_dict(), outputs=[str(self.model_dir)], seconds=round(seconds, 3)))

@@ -165,7 +165,8 @@ def write_trust(ws: Workspace, model_dir: str | PathLike[str], model: Any, *, bl
     return write_model_trust(model_dir, trust)
 
 
-def fit_trust(ws: Workspace, model_dir: Path, generator: Any, config: Any, device: Any) -> None:
+def fit_trust(ws: Workspace, model_dir: Path, generator: Any, config: Any, device: Any,
+              regions: Collection[str] | None = None) -> None:
     """`write_trust` for the generator just saved; a failure is a warning (the model is
     kept, and ``dleem upscale --trust`` then says the folder has no trust files)."""
     import copy
@@ -176,7 +177,7 @@ def fit_trust(ws: Workspace, model_dir: Path, generator: Any, config: Any, devic
     model = LoadedModel(generator=copy.deepcopy(generator).eval(), config=config, scale=int(config.scale),
                         halo_lr_px=int(config.receptive_field_lr_px), device=device)
     try:
-        write_trust(ws, model_dir, model)
+        write_trust(ws, model_dir, model, regions=regions)
     except (DleemError, ValueError) as error:
         log.warning("%s: no trust files written (%s): dleem upscale --trust will refuse this model",
                     model_dir, error)
@@ -197,4 +198,46 @@ def refit_calibration(model_dir: str | PathLike[str], held_out: HeldOut | list[H
     return trust
 
 
-__all__ = ["fit_trust", "held_out_blocks", "lr_noise_model", "refit_calibration", "training_features", "write_trust"]
+def fold_held_out(ws: Workspace, model_dir: str | PathLike[str], held_out_region: str | None = None
+                  ) -> HeldOut | None:
+    """A cross-validation fold's held-out blocks, scored with the fold's model (its own trust
+    files give the novelty against what it saw): the whole region ``held_out_region``, or,
+    without it, the test areas of ``ws`` (a spatial fold's workspace holds its block there).
+    None, with a warning, where the fold's model has no trust files."""
+    from dleem.errors import DleemError
+    from dleem.models import load_model
+
+    try:
+        model = load_model(model_dir)
+        trust = read_model_trust(model_dir)
+        if held_out_region is None:
+            return held_out_blocks(ws, model, trust, split="test")
+        return held_out_blocks(ws, model, trust, regions=[held_out_region], split="all")
+    except (DleemError, ValueError) as error:
+        log.warning("%s: its held-out blocks are left out of the trust calibration (%s)", model_dir, error)
+        return None
+
+
+def refit_workspace_models(ws: Workspace, held_out: list[HeldOut | None]) -> list[Path]:
+    """Refit the calibration of every model under ``WORKSPACE/models`` trained on all regions
+    on the folds' held-out blocks; returns the folders refitted."""
+    import json
+
+    held_out = [h for h in held_out if h is not None and len(h.rmse)]
+    done: list[Path] = []
+    if not held_out:
+        return done
+    for d in sorted(p for p in ws.models_dir.glob("*") if (p / "trust.json").is_file()):
+        try:
+            regions = json.loads((d / "config.json").read_text(encoding="utf-8"))["training"].get("regions")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if regions is None:
+            refit_calibration(d, held_out, source="crossval")
+            done.append(d)
+            log.info("%s: trust calibration refitted on %d held-out blocks of %d folds", d,
+                     sum(len(h.rmse) for h in held_out), len(held_out))
+    return done
+
+
+__all__ = ["fit_trust", "fold_held_out", "refit_workspace_models", "held_out_blocks", "lr_noise_model", "refit_calibration", "training_features", "write_trust"]

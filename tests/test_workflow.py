@@ -138,7 +138,7 @@ def test_tile_size_shrinks_to_fit_small_test_areas(tmp_path):
 
     ws = make_workspace(tmp_path)  # one 64 x 64 LR px test box at scale 4
     assert fit_tile_size(ws, 128) == 128
-    assert fit_tile_size(ws, 1024) == 192
+    assert fit_tile_size(ws, 1024) == 96  # 24 LR px: a 64 px box holds a cell wherever
 
 
 def test_workflow_cross_validates_first_when_asked(tmp_path, monkeypatch):

@@ -304,14 +304,22 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
 
 
 def fit_tile_size(ws: Workspace | str | PathLike[str], tile_size: int) -> int:
-    """``tile_size``, or the largest multiple of the scale that fits the smallest side of the
-    largest test box when ``tile_size`` does not (small HR regions on real data)."""
+    """``tile_size``, or a smaller multiple of the scale where some region's test area could
+    miss every cell of the tile grid (small HR regions on real data).
+
+    A square box of side s LR px holds a cell of a grid of t LR px wherever the grid falls
+    when s >= 2 t - 1; the side that counts is the smallest, over the regions, of each
+    region's largest test box (every region must hold a tile)."""
     man = (ws if isinstance(ws, Workspace) else Workspace(ws)).read_pairs()
     k = man.scale
-    sides = [min(b[2] - b[0], b[3] - b[1]) for r in man.regions for b in r.splits.test]
-    if not sides or max(sides) * k >= tile_size:
+    per_region = [max(min(b[2] - b[0], b[3] - b[1]) for b in r.splits.test)
+                  for r in man.regions if r.splits.test]
+    if not per_region:
         return tile_size
-    fitted = max(k, (max(sides) * k * 3 // 4) // k * k)  # leave room for masked pixels
+    fits_lr = (min(per_region) + 1) // 2
+    if tile_size // k <= fits_lr:
+        return tile_size
+    fitted = max(k, fits_lr * 3 // 4 * k)  # leave room for masked pixels
     log.warning("test areas are smaller than the %d px evaluation tile: using %d px tiles",
                 tile_size, fitted)
     return fitted

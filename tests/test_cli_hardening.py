@@ -379,11 +379,16 @@ def test_stale_parts_of_a_killed_write_are_removed_by_the_next_run(data, workspa
 
 
 # -- -q / -v and progress without a terminal ---------------------------------------------------------
-def test_quiet_and_verbose(data, tmp_path, capsys, caplog):
+def test_quiet_and_verbose(data, tmp_path, capsys, caplog, monkeypatch):
     caplog.set_level(logging.NOTSET)
     args = ("register", data / "LR.tif", data / "HR_1.tif", "--no-qc")
+    seen = []
+    monkeypatch.setattr("dleem.progress.ProgressDisplay.__call__",
+                        lambda self, *a: seen.append(os.environ.get("DLEEM_NO_PROGRESS")))
     rc, _ = _cli(capsys, "-q", *args, "-o", tmp_path / "a")
     assert rc == 0 and not [r for r in caplog.records if r.levelno < logging.WARNING]
+    assert seen and set(seen) == {"1"} and "DLEEM_NO_PROGRESS" not in os.environ  # bars off, then restored
+    monkeypatch.undo()
     caplog.clear()
     rc, _ = _cli(capsys, "-v", "synth", "-o", tmp_path / "s", "--size", "64", "--hr-size", "32")
     assert rc == 0 and any(r.levelno == logging.DEBUG and r.name.startswith("dleem") for r in caplog.records)

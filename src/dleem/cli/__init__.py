@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -43,6 +44,10 @@ COMMANDS = (info, synth, register, train, crossval, upscale, plan, evaluate, dem
 
 #: Exit codes: 2 a problem the user can fix, 130 Ctrl-C or cancel, 143 SIGTERM.
 EXIT_USER, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+
+
+#: Set, no progress bar draws (`dleem.progress.interactive`).
+NO_PROGRESS = "DLEEM_NO_PROGRESS"
 
 
 class Terminated(KeyboardInterrupt):
@@ -78,11 +83,14 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _session(level: int, verbose: bool) -> Iterator[None]:
-    """Log level, warnings, tifffile's logger and SIGTERM for one command; restored after
-    (the CLI runs in-process in tests and notebooks)."""
+def _session(level: int, verbose: bool, quiet: bool) -> Iterator[None]:
+    """Log level, warnings, tifffile's logger, SIGTERM and (``quiet``) every progress bar
+    for one command; restored after (the CLI runs in-process in tests and notebooks)."""
     root, tiff_log = logging.getLogger(), logging.getLogger("tifffile")
     saved_levels = (root.level, tiff_log.level)
+    saved_env = os.environ.get(NO_PROGRESS)
+    if quiet:  # also the bars drawn outside a ProgressDisplay (dleem synth's)
+        os.environ[NO_PROGRESS] = "1"
     saved_show = warnings.showwarning
     root.setLevel(level)
     if not verbose:
@@ -98,6 +106,10 @@ def _session(level: int, verbose: bool) -> Iterator[None]:
         root.setLevel(saved_levels[0])
         tiff_log.setLevel(saved_levels[1])
         warnings.showwarning = saved_show
+        if saved_env is None:
+            os.environ.pop(NO_PROGRESS, None)
+        else:
+            os.environ[NO_PROGRESS] = saved_env
         if in_main_thread and saved_term is not None:
             signal.signal(signal.SIGTERM, saved_term)
 
@@ -108,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = args.verbose or args.debug
     level = logging.DEBUG if verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
-    with _session(level, verbose):
+    with _session(level, verbose, args.quiet):
         return _run(args)
 
 

@@ -97,11 +97,11 @@ def test_resume_refuses_another_run(tmp_path, capsys):
     ws = make_workspace(tmp_path / "ws")
     out = tmp_path / "m"
     train(ws, out, tiny_options(steps=4, checkpoint_every=2, keep_checkpoints=0))
-    with pytest.raises(DleemError, match="^resume: the checkpoint was trained with loss mae, not mse$"):
+    with pytest.raises(DleemError, match=r"step_000000004\.pt: resume: the checkpoint was trained with loss mae, not mse$"):
         train(ws, out, tiny_options(steps=8, resume=True, loss="mse"))
-    with pytest.raises(DleemError, match="^resume: the checkpoint was trained with seed 0, not 3$"):
+    with pytest.raises(DleemError, match="resume: the checkpoint was trained with seed 0, not 3$"):
         train(ws, out, tiny_options(steps=8, resume=True, seed=3))
-    with pytest.raises(DleemError, match="^resume: the checkpoint was trained with preset tiny, not cpu$"):
+    with pytest.raises(DleemError, match="resume: the checkpoint was trained with preset tiny, not cpu$"):
         train(ws, out, tiny_options(steps=8, resume=True, preset="cpu"))
     # a corrupt checkpoint is one line, without torch's advice
     (out / "checkpoints" / "step_000000009.pt").write_bytes(b"\x80\x02garbage")

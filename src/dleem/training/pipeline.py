@@ -13,7 +13,7 @@ a killed run exactly from its last checkpoint.
 
 Stopping: raising `dleem.errors.Cancelled` in the progress callback writes a checkpoint
 of the current state (for ``resume``) and no model files. A non-finite loss stops the run
-with a `DleemError` naming the step and the loss term; the last good checkpoint is kept
+with a `DleemError` naming the step and the loss term; checkpoints from before it are kept
 and no model is written.
 """
 
@@ -183,8 +183,8 @@ def _mean_losses(window: list[torch.Tensor], step: int) -> list[float]:
         i, term = (int(v) for v in torch.nonzero(bad)[0])
         value = "NaN" if math.isnan(float(losses[i, term])) else "infinite"
         raise DleemError(f"training diverged at step {step - len(window) + i + 1}: the {LOSS_TERMS[term]} loss"
-                         f" is {value}; the last good checkpoint is kept and no model was written"
-                         " (lower lr and resume, or start over)")
+                         f" is {value}; no model was written, and any checkpoint saved before that step is"
+                         " kept (lower lr and resume, or start over)")
     return losses.mean(dim=0).tolist()
 
 
@@ -202,8 +202,8 @@ class _Run:
     def _resume_state(self) -> TrainState | None:
         o, found = self.options, checkpoints(self.model_dir)
         if found and not o.resume and not o.force:
-            raise DleemError(f"{self.model_dir}: holds checkpoints of an earlier run; resume it"
-                             " (resume) or start over (force)")
+            raise DleemError(f"{self.model_dir}: holds checkpoints of an earlier run; continue it "
+                             "with resume (--resume) or start over with force (--force)")
         if o.resume and found:
             return TrainState.load(found[-1], self.info.device)
         if o.resume:
@@ -241,7 +241,7 @@ class _Run:
                                preset=preset, arch=arch, lr_dtype=data.lr_dtype, scale=data.scale,
                                adv_weight=float(o.adv_weight))
         if state is not None:
-            self.run.check_resumes(state.run)
+            self.run.check_resumes(state.run, str(checkpoints(self.model_dir)[-1]))
         if discriminator is None:
             discriminator = PatchDiscriminator(width=o.disc_width, stages=o.disc_stages)
         self.trainer = trainer = Trainer(generator, discriminator, o, info.device)

@@ -52,15 +52,17 @@ class RunIdentity:
             raise InputError(where, "not a dleem training checkpoint (no valid run record)")
         return cls(**data)
 
-    def check_resumes(self, saved: RunIdentity) -> None:
-        """Refuse (`DleemError`) to continue ``saved`` as this run if any field differs."""
+    def check_resumes(self, saved: RunIdentity, where: str) -> None:
+        """Refuse (`DleemError`) to continue ``saved`` (the checkpoint ``where``) as this run if
+        any field differs."""
         for name, label in _LABELS.items():
             old, new = getattr(saved, name), getattr(self, name)
             if old != new:
                 if name == "pairs_sha256":
-                    raise DleemError("resume: the checkpoint was trained on other pairs "
+                    raise DleemError(f"{where}: resume: the checkpoint was trained on other pairs "
                                      f"(pairs manifest SHA-256 {str(old)[:12]}..., not {str(new)[:12]}...)")
-                raise DleemError(f"resume: the checkpoint was trained with {label} {old}, not {new}")
+                raise DleemError(f"{where}: resume: the checkpoint was trained with {label} {old}, "
+                                 f"not {new}")
 
 
 @dataclass

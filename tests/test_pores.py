@@ -123,12 +123,17 @@ def test_no_local_thickness_exceeds_the_largest_disc_that_fits(seed):
     assert lt.max() <= largest + 1e-9 and np.all(lt[m] > 0) and np.all(lt[~m] == 0)
 
 
-def test_local_thickness_agrees_with_porespy_where_installed():
-    ps = pytest.importorskip("porespy")
-    m = discs((96, 96), [((30, 30), 10.5), ((70, 66), 16.5)])
-    ours = pores.local_thickness(m)
-    theirs = 2 * ps.filters.local_thickness(m, sizes=60)  # porespy gives radii
-    assert np.median(np.abs(ours[m] - theirs[m])) <= 1.5
+@pytest.mark.parametrize("name", ["discs", "strips", "random"])
+def test_local_thickness_agrees_with_porespy(data_dir, name):
+    """Against porespy 3.2's local thickness of the same masks, stored by
+    benchmarks/make_porespy_reference.py (porespy itself is too heavy for the test install).
+    Measured: median |difference| 0.11 / 1.0 / 0.86 px, 90th percentile 0.52 / 1.0 / 2.2 px;
+    porespy's diameters run about one pixel wider on straight walls."""
+    ref = np.load(data_dir / "porespy_local_thickness.npz")
+    shape = tuple(ref[f"{name}_shape"])
+    m = np.unpackbits(ref[f"{name}_mask"])[: np.prod(shape)].reshape(shape).astype(bool)
+    diff = np.abs(pores.local_thickness(m) - 2 * ref[f"{name}_radius"])[m]
+    assert np.median(diff) <= 1.0 and np.percentile(diff, 90) <= 2.5
 
 
 def test_remove_edge_pores_keeps_the_interior_ones():

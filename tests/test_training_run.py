@@ -103,6 +103,8 @@ def test_resume_refuses_another_run(tmp_path, capsys):
         train(ws, out, tiny_options(steps=8, resume=True, seed=3))
     with pytest.raises(DleemError, match="resume: the checkpoint was trained with preset tiny, not cpu$"):
         train(ws, out, tiny_options(steps=8, resume=True, preset="cpu"))
+    with pytest.raises(DleemError, match=r"trained with regions None, not \['HR_1'\]$"):
+        train(ws, out, tiny_options(steps=8, resume=True), regions=["HR_1"])
     # a corrupt checkpoint is one line, without torch's advice
     (out / "checkpoints" / "step_000000009.pt").write_bytes(b"\x80\x02garbage")
     code, err = run_cli(str(ws), "-o", str(out), "--steps", "12", "--preset", "tiny", "--device", "cpu",

@@ -239,7 +239,7 @@ class _Run:
         preset = o.preset if arch.get("name") == "dleem" else None
         self.run = RunIdentity(pairs_sha256=data.checksums["manifest_sha256"], loss=o.loss, seed=o.seed,
                                preset=preset, arch=arch, lr_dtype=data.lr_dtype, scale=data.scale,
-                               adv_weight=float(o.adv_weight))
+                               adv_weight=float(o.adv_weight), regions=self.regions)
         if state is not None:
             self.run.check_resumes(state.run, str(checkpoints(self.model_dir)[-1]))
         if discriminator is None:

@@ -26,6 +26,7 @@ CHECKPOINT_DIR = "checkpoints"
 _LABELS = {
     "pairs_sha256": "the pairs manifest (SHA-256)", "loss": "loss", "seed": "seed", "preset": "preset",
     "arch": "architecture", "lr_dtype": "LR dtype", "scale": "scale", "adv_weight": "adv_weight",
+    "regions": "regions",
 }
 
 
@@ -41,6 +42,7 @@ class RunIdentity:
     lr_dtype: str
     scale: int
     adv_weight: float
+    regions: list[str] | None = None  # the regions trained on; None: all of them
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -48,6 +50,8 @@ class RunIdentity:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> RunIdentity:
         names = {f.name for f in dataclasses.fields(cls)}
+        if isinstance(data, dict) and "regions" not in data:
+            data = {**data, "regions": None}  # checkpoints written before runs recorded regions
         if not isinstance(data, dict) or set(data) != names:
             raise InputError(where, "not a dleem training checkpoint (no valid run record)")
         return cls(**data)

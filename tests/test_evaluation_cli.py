@@ -57,3 +57,19 @@ def test_evaluate_cli_missing_inputs(tmp_path, ws_and_model, capsys):
     assert main(["evaluate", str(ws), "--model", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "workspace folder not found" in err and "not a model folder" in err
+
+
+@pytest.mark.parametrize("scale, dtype, message", [
+    (2, "uint8", "the model upscales by 2, the workspace's pairs by 4"),
+    (4, "uint16", "the model was trained on uint16 images"),
+])
+def test_a_model_of_another_scale_or_dtype_is_refused_naming_it(ws_and_model, tmp_path, capsys,
+                                                                scale, dtype, message):
+    from dleem.models import ModelConfig, build_generator, save_model
+
+    ws, _ = ws_and_model
+    cfg = ModelConfig.tiny(scale=scale, input_dtype=dtype, mean=0.6, std=0.2)
+    other = save_model(tmp_path / "other", build_generator(cfg.arch, scale), cfg)
+    assert main(["evaluate", str(ws), "--model", str(other), "--tiles", "2", "--tile-size", "64"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(other) in line and message in line

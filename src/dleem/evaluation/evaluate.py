@@ -169,6 +169,7 @@ def model_upscaler(
         "config_sha256": sha256_or_none(model_dir / "config.json"),
         "scale": int(model.scale),
         "halo_lr_px": int(model.halo_lr_px),
+        "input_dtype": cfg.normalization.input_dtype,
         "arch": dict(cfg.arch),
         "dleem_version": cfg.dleem_version,
     }
@@ -356,6 +357,13 @@ def evaluate(
     for up in upscalers:
         if up.name in ("HR", "bicubic", "truth", "LR"):
             raise DleemError(f"model name {up.name!r} is reserved; rename the model folder")
+        where = up.info.get("model_dir") or up.name
+        if up.info.get("scale") not in (None, k):
+            raise InputError(where, f"the model upscales by {up.info['scale']}, the workspace's "
+                                    f"pairs by {k}: evaluate a model trained on this workspace")
+        if up.info.get("input_dtype") not in (None, man.lr_dtype):
+            raise InputError(where, f"the model was trained on {up.info['input_dtype']} images, "
+                                    f"the LR map {man.lr_file} is {man.lr_dtype}")
     names = [u.name for u in upscalers]
     if len(set(names)) != len(names):
         raise DleemError(f"two models share a name: {names}")

@@ -256,3 +256,29 @@ def test_a_czi_without_scaling_asks_for_the_ratio(scene, tmp_path, capsys):
     assert main(["register", str(path), str(scene["hr"]), "-o", str(tmp_path / "ws"), "--no-qc"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ratio" in err[0]
+
+
+def test_run_takes_a_scene_of_a_czi_map(scene, tmp_path):
+    """`dleem run` on a two-scene CZI: the config's `scene` picks the map, every step reads it."""
+    config = tmp_path / "run.toml"
+    config.write_text(f'''lr = "{scene["scenes"]}"
+hr = ["{scene["hr"]}"]
+output = "{tmp_path / "ws"}"
+scene = 0
+[train]
+losses = ["mae"]
+steps = 2
+preset = "tiny"
+device = "cpu"
+[upscale]
+tile = 64
+[evaluate]
+tiles = 4
+tile_size = 64
+thickness_tiles = 1
+''')
+    assert main(["run", str(config)]) == 0
+    sr = read_image(tmp_path / "ws" / "upscale" / "SR.ome.tif")
+    assert sr.shape == (RATIO * scene["lr"].shape[0], RATIO * scene["lr"].shape[1])
+    assert sr.pixel_size_um == pytest.approx(scene["px"] / RATIO)
+    assert (tmp_path / "ws" / "report" / "index.html").is_file()

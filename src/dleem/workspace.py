@@ -341,6 +341,7 @@ class PairsManifest:
     lr_pixel_size_um: float | None = None
     lr_blur_sigma_px: float | None = None
     lr_databar_rows: int = 0
+    lr_plane: dict[str, int] | None = None  # page / scene / channel of a multi-plane LR file
     coverage: str = "full"
     split: SplitSettings | None = None
     skipped_regions: list[dict[str, Any]] = field(default_factory=list)
@@ -356,6 +357,15 @@ class PairsManifest:
     @property
     def lr_pixel_size_fine_um(self) -> float | None:
         return None if self.lr_pixel_size_um is None else self.lr_pixel_size_um / self.scale
+
+    def read_lr(self, **kwargs: Any) -> Any:
+        """The LR map as registered (`dleem.io.read_image`), its plane included: every step
+        that reads the LR file goes through here, so none can pick another page or scene."""
+        from dleem.io import read_image
+
+        if not self.lr_file:
+            raise DleemError("the pairs manifest names no LR file")
+        return read_image(self.lr_file, **{**(self.lr_plane or {}), **kwargs})
 
     def region(self, region_id: str) -> PairRegion:
         for r in self.regions:

@@ -217,10 +217,8 @@ def open_workspace(workspace: Workspace | str | PathLike[str], *,
     """Read the pairs manifest, the whole LR image, and the HR targets and masks.
 
     ``lr_plane``: ``page``, ``scene``, ``channel`` of a multi-page or multi-scene LR file
-    (`dleem.io.read_image`), as registered.
+    (`dleem.io.read_image`); default the plane recorded at registration.
     """
-    from dleem.io import read_image
-
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if not ws.path.is_dir():
         raise InputError(ws.path, "workspace folder not found")
@@ -229,7 +227,7 @@ def open_workspace(workspace: Workspace | str | PathLike[str], *,
     if not lr_file or not Path(lr_file).is_file():
         raise InputError(lr_file or ws.pairs_manifest_json,
                          "the LR image named in the pairs manifest is missing")
-    lr = read_image(lr_file, **(lr_plane or {})).data
+    lr = manifest.read_lr(**{k: v for k, v in (lr_plane or {}).items() if v is not None}).data
     if tuple(lr.shape) != tuple(manifest.lr_shape):
         raise InputError(lr_file, f"shape {tuple(lr.shape)} differs from the manifest's "
                                   f"{tuple(manifest.lr_shape)}")

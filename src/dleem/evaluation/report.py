@@ -835,7 +835,7 @@ def _write_contents(ev: Evaluation, inputs: ReportInputs, out: Path) -> dict:
             figs["consistency_summary"] = "figures/consistency_summary.png"
     figs["trust"] = trust_figures(
         out, inputs.workspace.trust_path, overview=inputs.lr_overview, step=inputs.lr_overview_step,
-        lr_px=lr_px, regions=[list(r.lr_box) for r in man.regions], lr_path=Path(man.lr_file),
+        lr_px=lr_px, regions=[list(r.lr_box) for r in man.regions], lr=man.read_lr(lazy=True).data,
         sr_path=inputs.sr_path, scale=ev.scale, consistency_path=inputs.consistency_path)
     qc_dir = inputs.workspace.qc_dir
     if qc_dir.is_dir():

@@ -120,7 +120,7 @@ def sigma_figure(path: Path, consistency_path: Path, overview: np.ndarray, step:
 
 
 def trust_figures(out: Path, trust_path: Path | None, *, overview: np.ndarray | None, step: int, lr_px: float,
-                  regions: list[list[int]], lr_path: Path | None, sr_path: Path | None, scale: int,
+                  regions: list[list[int]], lr: Any | None, sr_path: Path | None, scale: int,
                   consistency_path: Path | None) -> dict[str, Any] | None:
     """Write the section's figures under ``out/figures``; returns what `trust_html` shows."""
     found = read_trust(trust_path) if trust_path is not None else None
@@ -134,10 +134,9 @@ def trust_figures(out: Path, trust_path: Path | None, *, overview: np.ndarray | 
         if consistency_path is not None and Path(consistency_path).is_file():
             info["sigma"] = "figures/" + sigma_figure(out / "figures" / "consistency_sigma.png",
                                                       Path(consistency_path), overview, step, meta, lr_px * step)
-    if lr_path is not None and sr_path is not None and Path(sr_path).exists():
+    if lr is not None and sr_path is not None and Path(sr_path).exists():
         from dleem.io import read_image
 
-        lr = read_image(lr_path, lazy=True).data
         sr = read_image(sr_path, lazy=True).data
         name = gallery_figure(out / "figures" / "trust_gallery.png", meta, lr, sr, scale, lr_px)
         if name:

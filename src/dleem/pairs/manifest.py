@@ -90,6 +90,7 @@ def make_pairs(
     lr_valid: np.ndarray | None = None,
     lr_shape: tuple[int, int] | None = None,
     lr_databar_rows: int = 0,
+    lr_plane: dict[str, int] | None = None,
     fractions: Sequence[float] = (0.7, 0.1, 0.2),
     guard: int = 8,
     layout: str = "band",
@@ -111,6 +112,8 @@ def make_pairs(
     lr_valid : bool array of the LR shape, False on pixels to leave out.
     lr_shape, lr_databar_rows : the whole LR file's shape and its databar rows, recorded
         (default: ``lr.shape`` and 0).
+    lr_plane : the page / scene / channel the LR map was read from, recorded so that every
+        later step reads the same plane (`PairsManifest.read_lr`).
     fractions, guard, layout, seed : the train / validation / test areas; see
         `dleem.pairs.splits.split_boxes`.
     skip_unusable : leave out (with a warning, listed under ``skipped_regions``) a region
@@ -181,6 +184,7 @@ def make_pairs(
         lr_shape=lr_shape or shape, lr_pixel_size_um=lr_pixel_size_um, lr_stats=image_stats(lr),
         lr_blur_sigma_px=None if lr_blur_sigma_px is None else float(lr_blur_sigma_px),
         lr_databar_rows=int(lr_databar_rows), coverage="full",
+        lr_plane={k: int(v) for k, v in (lr_plane or {}).items() if v is not None} or None,
         split=SplitSettings(fractions=[float(f) for f in fractions], guard_lr_px=int(guard),
                             layout=layout, seed=seed),
         regions=entries, skipped_regions=skipped,

@@ -246,6 +246,7 @@ def register_files(
                 lr_pixel_size_um=lr_image.pixel_size_um,
                 lr_blur_sigma_px=float(np.median(blurs)) if blurs else None,
                 lr_shape=lr_image.shape, lr_databar_rows=lr_databar,
+                lr_plane={"page": lr_page, "scene": lr_scene, "channel": lr_channel},
                 fractions=split_fractions, guard=guard_lr_px, layout=split_layout, seed=seed,
                 skip_unusable=keep_going, progress=progress,
             )

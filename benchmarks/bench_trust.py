@@ -322,6 +322,7 @@ def memory(steps: int, side: int = 8192) -> str:
     from bench_upscale_memory import make_input
 
     _, models = models_2048()
+    (ROOT / "out" / "upscale").mkdir(parents=True, exist_ok=True)
     lr = make_input(ROOT / "out" / "upscale" / f"lr_{side}.tif", side)
     out = OUT / "memory"
     shutil.rmtree(out, ignore_errors=True)

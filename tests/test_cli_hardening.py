@@ -419,8 +419,8 @@ def test_evaluate_reads_the_registered_page(data, model, tmp_path, capsys):
     ws = tmp_path / "ws"
     assert _cli(capsys, "register", stack, data / "HR_1.tif", "-o", ws, "--page", "1", "--no-qc")[0] == 0
     args = ("evaluate", ws, "--model", model, "--tile-size", "64", "--thickness-tiles", "1", "--no-truth")
-    rc, err = _cli(capsys, *args)
-    assert "choose one with page=N (--page N)" in _one_error(rc, err, "evaluate")
-    rc, err = _cli(capsys, *args, "--page", "1")
+    rc, err = _cli(capsys, *args, "--page", "0")
+    assert "registered on page 1, not 0" in _one_error(rc, err, "evaluate")
+    rc, err = _cli(capsys, *args)  # the page recorded at registration
     assert rc == 0, err
     assert (ws / "report" / "index.html").is_file()

@@ -227,7 +227,13 @@ def open_workspace(workspace: Workspace | str | PathLike[str], *,
     if not lr_file or not Path(lr_file).is_file():
         raise InputError(lr_file or ws.pairs_manifest_json,
                          "the LR image named in the pairs manifest is missing")
-    lr = manifest.read_lr(**{k: v for k, v in (lr_plane or {}).items() if v is not None}).data
+    asked = {k: v for k, v in (lr_plane or {}).items() if v is not None}
+    for key, value in asked.items():
+        registered = (manifest.lr_plane or {}).get(key)
+        if registered is not None and registered != value:
+            raise InputError(lr_file, f"the workspace was registered on {key} {registered}, "
+                                      f"not {value}")
+    lr = manifest.read_lr(**asked).data
     if tuple(lr.shape) != tuple(manifest.lr_shape):
         raise InputError(lr_file, f"shape {tuple(lr.shape)} differs from the manifest's "
                                   f"{tuple(manifest.lr_shape)}")

@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,17 +32,13 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "napari.md"
 
 
+sys.path.insert(0, str(ROOT))
+import results_md  # noqa: E402
+
+
 def update_section(key: str, text: str) -> None:
-    """Replace the block between <!-- key --> markers in the results file (append if new)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = RESULTS.read_text() if RESULTS.exists() else "# napari benchmarks\n"
-    start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in old and end in old:
-        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
+    """Rewrite this benchmark's block ``key`` of its results file."""
+    results_md.update_section(RESULTS, key, text, "napari benchmarks")
 
 
 def make_model(folder: Path) -> tuple[Path, Path]:

@@ -47,16 +47,13 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+sys.path.insert(0, str(ROOT))
+import results_md  # noqa: E402
+
+
 def update_section(key: str, text: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = RESULTS.read_text() if RESULTS.exists() else "# Trust map and planner benchmarks\n"
-    start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in old and end in old:
-        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
+    """Rewrite this benchmark's block ``key`` of its results file."""
+    results_md.update_section(RESULTS, key, text, "Trust map and planner benchmarks")
 
 
 def cli(*args: str) -> None:
@@ -350,7 +347,6 @@ def main() -> None:
                     choices=["experiment", "overhead", "memory"])
     ap.add_argument("--steps", type=int, default=300, help="training steps of every model (default 300)")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
     for part in args.parts:
         text = {"experiment": experiment, "overhead": overhead, "memory": memory}[part](args.steps)
         update_section(part, text)

@@ -24,6 +24,7 @@ import argparse
 import datetime
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -35,17 +36,13 @@ OUT = ROOT / "out" / "upscale"
 RESULTS = ROOT / "results" / "upscale.md"
 
 
+sys.path.insert(0, str(ROOT))
+import results_md  # noqa: E402
+
+
 def update_section(key: str, text: str) -> None:
-    """Replace the block between <!-- key --> markers in the results file (append if new)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = RESULTS.read_text() if RESULTS.exists() else "# Upscaling benchmarks\n"
-    start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in old and end in old:
-        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
+    """Rewrite this benchmark's block ``key`` of its results file."""
+    results_md.update_section(RESULTS, key, text, "Upscaling benchmarks")
 
 
 def conv_macs_per_lr_px(generator: torch.nn.Module, side: int = 64) -> float:

@@ -46,16 +46,21 @@ def check_memory(source: str | PathLike[str], nbytes: int, what: str, advice: st
                                  f"{_gb(free)} are available; {advice}")
 
 
-def check_disk(folder: str | PathLike[str], nbytes: int, what: str, advice: str) -> None:
-    """Refuse writing ``nbytes`` into ``folder`` (or its nearest existing ancestor) when
-    its file system has less free space."""
+def free_disk(folder: str | PathLike[str]) -> tuple[Path, int | None]:
+    """The nearest existing ancestor of ``folder`` and its free bytes (None: unknown)."""
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     try:
-        free = shutil.disk_usage(probe).free
+        return probe, shutil.disk_usage(probe).free
     except OSError:
-        return
-    if nbytes > free:
+        return probe, None
+
+
+def check_disk(folder: str | PathLike[str], nbytes: int, what: str, advice: str) -> None:
+    """Refuse writing ``nbytes`` into ``folder`` (or its nearest existing ancestor) when
+    its file system has less free space."""
+    probe, free = free_disk(folder)
+    if free is not None and nbytes > free:
         raise InputError(folder, f"{what} need about {_gb(nbytes)} of disk, and "
                                  f"{probe} has {_gb(free)} free; {advice}")

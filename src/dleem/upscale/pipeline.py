@@ -30,6 +30,7 @@ import numpy as np
 from dleem.errors import DleemError, InputError, ParameterError
 from dleem.imaging import dtype_max
 from dleem.io.atomic import check_output_folder, make_folder
+from dleem.io.resources import free_disk
 from dleem.progress import ProgressCallback, report
 from dleem.upscale.tiling import MIN_TILE, Tile, TileGrid, prepare
 
@@ -291,14 +292,8 @@ def _check_space(out: Path, kind: str, k: int, shape: tuple[int, int], dtype: An
     (the work store is compressed), so a warning, not a refusal."""
     level0 = k * k * int(shape[0]) * int(shape[1]) * np.dtype(dtype).itemsize
     need = level0 * 4 // 3 * (2 if kind == "tiff" else 1)
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return
-    if free < need:
+    folder, free = free_disk(out.parent)
+    if free is not None and free < need:
         log.warning("%s: %.3g GB free in %s, and this run may need up to %.3g GB (%s, before "
                     "compression); it stops with 'disk full' if space runs out", out, free / 1e9,
                     folder, need / 1e9, "work store + TIFF" if kind == "tiff" else "OME-Zarr")

@@ -83,6 +83,7 @@ class ProgressDisplay:
         self.tasks: dict[str, Any] = {}
         self.started: dict[str, float] = {}
         self.last_line: dict[str, float] = {}
+        self.done: dict[str, int] = {}
 
     def __enter__(self) -> ProgressDisplay:
         self.bar.__enter__()
@@ -93,6 +94,12 @@ class ProgressDisplay:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
+        if done < self.done.get(stage, 0):  # the same stage again (the next fold, a rerun)
+            self.started.pop(stage, None)
+            self.last_line.pop(stage, None)
+            if stage in self.tasks:
+                self.bar.reset(self.tasks[stage], total=max(total, 1))
+        self.done[stage] = done
         self.started.setdefault(stage, now)
         if self.rich:
             if stage not in self.tasks:

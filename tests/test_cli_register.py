@@ -163,7 +163,10 @@ def test_qc_helpers_pick_edges_and_alternate_squares():
     assert 40 <= r <= 60 and 60 <= c <= 80  # the window straddles the corner at (60, 80)
     board = qc.checkerboard(np.zeros((8, 8)), np.ones((8, 8)), 4)
     assert board[0, 0] == 0 and board[0, 4] == 1 and board[4, 4] == 0
-    assert qc.nice_length(37.0) == 20.0 and qc.nice_length(0.8) == 0.5
+    from dleem.plotting import format_um, nice_length
+
+    assert nice_length(37.0) == 20.0 and nice_length(0.8) == 0.5 and nice_length(0.0) == 0.0
+    assert format_um(0.25) == "250 nm" and format_um(2000.0) == "2 mm"
 
 
 @pytest.mark.parametrize("scale", ["12", "1"])

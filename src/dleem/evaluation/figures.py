@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from dleem.io.atomic import atomic_write  # noqa: E402
+from dleem.plotting import format_um, nice_length, save_png  # noqa: E402
 
 DPI = 100
 REF_COLOR = "black"
@@ -37,25 +37,6 @@ def method_color(name: str, models: Sequence[str]) -> str:
     if name == "truth":
         return TRUTH_COLOR
     return MODEL_COLORS[list(models).index(name) % len(MODEL_COLORS)] if name in models else "grey"
-
-
-def nice_length(max_um: float) -> float:
-    """The largest 1, 2, 5 x 10^n µm not above ``max_um``."""
-    if max_um <= 0:
-        return 0.0
-    exp = math.floor(math.log10(max_um))
-    for m in (5, 2, 1):
-        if m * 10**exp <= max_um:
-            return float(m * 10**exp)
-    return float(10 ** (exp - 1) * 5)
-
-
-def format_um(length_um: float) -> str:
-    if length_um >= 1000:
-        return f"{length_um / 1000:g} mm"
-    if length_um >= 1:
-        return f"{length_um:g} µm"
-    return f"{length_um * 1000:g} nm"
 
 
 def add_scale_bar(ax, width_um: float, *, fraction: float = 0.25, color: str = "white") -> None:
@@ -314,6 +295,6 @@ def map_figure(path: Path, img: np.ndarray, px_um: float, title: str, *, cmap: s
 
 def _save(fig, path: Path) -> Path:
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+        return save_png(fig, path, dpi=DPI)
     finally:
         plt.close(fig)

@@ -26,7 +26,7 @@ def draw_plan(path: Path, lr: Any, unsupported: np.ndarray, block: int, existing
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from dleem.io.atomic import atomic_write
+    from dleem.plotting import save_png
 
     img, step = overview(lr)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.6), gridspec_kw={"width_ratios": [1.6, 1]})
@@ -54,7 +54,7 @@ def draw_plan(path: Path, lr: Any, unsupported: np.ndarray, block: int, existing
     ax2.set_title("how many HR regions are enough?", fontsize=9)
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        save_png(fig, path)
     finally:
         plt.close(fig)
     return path

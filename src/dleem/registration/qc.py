@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from dleem.imaging import bicubic_upsample, degrade
-from dleem.io.atomic import atomic_write
+from dleem.plotting import format_um, nice_length, save_png
 from dleem.registration.transform import AffineMap
 from dleem.workspace import PairsManifest, RegistrationRecord, Workspace
 
@@ -34,11 +33,6 @@ def _figure(width_in: float, height_in: float) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
-
-
-def save_figure(fig: Any, path: str | PathLike[str], dpi: int = 100) -> Path:
-    """Save a figure as PNG atomically (temp file, then rename)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def display_range(image: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[float, float]:
@@ -64,17 +58,6 @@ def reduce_for_display(image: np.ndarray, max_px: int = DISPLAY_MAX_PX) -> tuple
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA), factor
 
 
-def nice_length(target: float) -> float:
-    """1, 2 or 5 times a power of ten, not above `target`."""
-    if target <= 0:
-        return 0.0
-    power = 10 ** math.floor(math.log10(target))
-    for step in (5, 2, 1):
-        if step * power <= target:
-            return step * power
-    return power
-
-
 def add_scale_bar(ax: Any, pixel_size_um: float | None, width_px: float, *, color: str = "white") -> None:
     """A scale bar in the lower left, in data units of pixels of size `pixel_size_um`."""
     if not pixel_size_um:
@@ -91,7 +74,7 @@ def add_scale_bar(ax: Any, pixel_size_um: float | None, width_px: float, *, colo
     bx = x0 + 0.04 * span_x
     by = y0 - 0.06 * span_y
     ax.add_patch(Rectangle((bx, by), length_px, 0.012 * span_y, color=color, ec="black", lw=0.5))
-    label = f"{length_um:g} µm" if length_um >= 1 else f"{length_um * 1000:g} nm"
+    label = format_um(length_um)
     ax.text(bx + length_px / 2, by - 0.015 * span_y, label, color=color, ha="center", va="bottom",
             fontsize=9, fontweight="bold")
 
@@ -179,7 +162,7 @@ def overview_figure(
     if skipped:
         note += "\nnot placed: " + "; ".join(skipped)
     ax.set_title((title + "\n" if title else "") + note, fontsize=9)
-    path = save_figure(fig, path)
+    path = save_png(fig, path)
     return path
 
 
@@ -342,7 +325,7 @@ def region_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{label}: registration QC", fontsize=13, fontweight="bold")
-    return save_figure(fig, path)
+    return save_png(fig, path)
 
 
 def _square_patch(x: int, y: int, size: int) -> Any:

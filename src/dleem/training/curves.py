@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dleem.io.atomic import atomic_write
+from dleem.plotting import save_png
 
 LOG_COLUMNS = (
     "step", "elapsed_s", "phase", "lr", "loss_pixel", "loss_adv", "loss_d",
@@ -73,11 +74,8 @@ def plot_curves(path: Path, rows: Sequence[dict[str, Any]], title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=10)
 
-    def save(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
     try:
-        atomic_write(path, save)
+        save_png(fig, path, dpi=110)
     finally:
         plt.close(fig)
     return path

@@ -28,6 +28,7 @@ import numpy as np
 
 from dleem.imaging import degrade, forward_margin_lr_px
 from dleem.io.atomic import atomic_write
+from dleem.plotting import save_png
 
 TILE = 512
 HIST_BINS = 512
@@ -221,6 +222,6 @@ def draw_summary(path: Path, summary: Summary, stats: dict[str, float], *, sigma
     ax1.set_title(text, fontsize=8, loc="left", family="monospace")
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        save_png(fig, path)
     finally:
         plt.close(fig)

@@ -135,6 +135,20 @@ def test_synth_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert (out / "LR.tif").read_bytes() != before["LR.tif"]
 
 
+def test_synth_force_with_fewer_regions_leaves_no_old_region(tmp_path, capsys):
+    out = tmp_path / "d"
+    args = ("synth", "-o", out, "--size", "64", "--hr-size", "32")
+    assert _cli(capsys, *args, "--regions", "3")[0] == 0
+    (out / "LR.tif").unlink()  # even with no LR left, HR_3.tif would pass for a region
+    (out / "truth.json").unlink()
+    (out / "HR_1.tif").unlink()
+    (out / "HR_2.tif").unlink()
+    rc, err = _cli(capsys, *args, "--regions", "2")
+    assert "already holds HR_3.tif" in _one_error(rc, err, "synth")
+    assert _cli(capsys, *args, "--regions", "2", "--force")[0] == 0
+    assert sorted(p.name for p in out.glob("HR_*.tif")) == ["HR_1.tif", "HR_2.tif"]
+
+
 @pytest.mark.parametrize(("flag", "value", "expect"), [
     ("--dose", "nan", "--dose must be a finite number"),
     ("--hr-dose", "inf", "--hr-dose must be a finite number"),

@@ -176,6 +176,13 @@ def _output_names(params: SynthParams) -> list[str]:
     return ["LR.tif", *(f"HR_{i + 1}.tif" for i in range(params.regions)), "truth.json"]
 
 
+def _extra_regions(out: Path, params: SynthParams) -> list[str]:
+    """HR files of an earlier, larger synth in ``out``: left beside the new truth.json they
+    would pass for regions of this specimen (the demo globs ``HR_*.tif``)."""
+    found = [p.name for p in out.glob("HR_*.tif") if p.stem[3:].isdigit()]
+    return sorted((n for n in found if int(n[3:-4]) > params.regions), key=lambda n: int(n[3:-4]))
+
+
 def _check_output(out: Path, params: SynthParams, force: bool) -> None:
     """A folder that can be written, holding no earlier LR/HR/truth unless ``force``."""
     from dleem.io.atomic import check_output_dir, remove_stale_parts
@@ -185,6 +192,7 @@ def _check_output(out: Path, params: SynthParams, force: bool) -> None:
         return
     remove_stale_parts(out)
     there = [name for name in _output_names(params) if (out / name).exists()]
+    there += _extra_regions(out, params)
     folders = [name for name in there if (out / name).is_dir()]
     if folders:
         raise InputError(out / folders[0], "is a folder where synth writes a file; choose another folder")
@@ -352,6 +360,8 @@ def _write_all(out: Path, params: SynthParams, regions: list[RegionSpec], lr: np
     for reg, img in zip(regions, hrs, strict=True):
         files.append(write_image(out / reg.file, img, pixel_size_um=reg.pixel_size_um))
     files.append(write_json(out / "truth.json", truth, indent=1))
+    for name in _extra_regions(out, params):  # only there with force: _check_output refused
+        (out / name).unlink()
     return files
 
 

@@ -55,11 +55,11 @@ def find_dwell_times(ws: EvalData) -> tuple[dict[str, float], str]:
     """Dwell times (µs per pixel) from the images' metadata, where every image has one."""
     from dleem.io import read_image
 
-    def dwell_of(path: str | None) -> float | None:
+    def dwell_of(path: str | None, read: Any = read_image) -> float | None:
         if not path or not Path(path).is_file():
             return None
         try:
-            meta = getattr(read_image(path), "metadata", None) or {}
+            meta = getattr(read(path), "metadata", None) or {}
         except Exception:  # noqa: BLE001 - metadata is optional
             return None
         found: list[float] = []
@@ -81,7 +81,7 @@ def find_dwell_times(ws: EvalData) -> tuple[dict[str, float], str]:
         return value * 1e6 if value < 1e-2 else None  # FEI/Thermo write seconds
 
     out: dict[str, float] = {}
-    lr = dwell_of(ws.manifest.lr_file)
+    lr = dwell_of(ws.manifest.lr_file, lambda _: ws.manifest.read_lr(lazy=True))
     if lr is None:
         return {}, "assumed equal dwell time per pixel (no dwell time in the LR metadata)"
     out["LR"] = lr

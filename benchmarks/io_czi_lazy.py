@@ -18,12 +18,14 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from io_lazy import measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out" / "io_czi"
@@ -78,18 +80,6 @@ def make(path: Path, compression: str | None) -> None:
         w.write_metadata(scale_x=PX_M, scale_y=PX_M)
 
 
-def measure(path: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True,
-                            text=True, check=True)
-    stats = json.loads(result.stdout)
-    t0 = time.perf_counter()
-    info = subprocess.run([sys.executable, "-m", "dleem", "info", str(path)], capture_output=True,
-                          text=True, check=True)
-    stats["info_s"] = time.perf_counter() - t0
-    stats["info"] = info.stdout.strip()
-    return stats
-
-
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -99,7 +89,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if not path.exists():
             make(path, compression)
-        stats = measure(path)
+        stats = measure(path, CHILD)
         stats.update(file=name, size_mib=path.stat().st_size / 2**20,
                      pixels_mib=SIDE * SIDE * 2 / 2**20, write_and_measure_s=time.perf_counter() - t0)
         rows.append(stats)

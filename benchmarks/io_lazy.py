@@ -101,8 +101,10 @@ def make(path: Path, compressed: bool) -> None:
     (OUT / "scratch.raw").unlink()
 
 
-def measure(path: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True,
+def measure(path: Path, child: str = CHILD) -> dict:
+    """Run ``child`` (a script that prints JSON statistics) on ``path`` in a fresh process, so
+    its peak memory is its own, then time `dleem info` on the same file."""
+    result = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True,
                             text=True, check=True)
     stats = json.loads(result.stdout)
     t0 = time.perf_counter()

@@ -241,10 +241,3 @@ class Normalization:
         raw = (np.asarray(x, dtype=np.float32) * np.float32(self.std) + np.float32(self.mean)) \
             * np.float32(self.dtype_max)
         return to_dtype(raw, self.input_dtype if dtype is None else dtype)
-
-    def invert_float(self, x: Any) -> np.ndarray:
-        """Network units -> grey levels as float32 (no rounding): targets, losses, display."""
-        if hasattr(x, "detach"):
-            x = x.detach().float().cpu().numpy()
-        return (np.asarray(x, dtype=np.float32) * np.float32(self.std) + np.float32(self.mean)) \
-            * np.float32(self.dtype_max)

@@ -33,9 +33,11 @@ class ParameterError(DleemError):
         self.problem = problem
         super().__init__(f"{parameter} {problem}")
 
-    def as_flag(self) -> str:
-        """The message with the parameter spelled as a command-line flag."""
-        return f"--{self.parameter.replace('_', '-')} {self.problem}"
+    def as_flag(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with the parameter spelled as a command-line flag; ``flags`` maps an
+        API name to the flag's name where they differ (``pixel_size_um`` -> ``pixel_size``)."""
+        name = (flags or {}).get(self.parameter, self.parameter)
+        return f"--{name.replace('_', '-')} {self.problem}"
 
 
 class RegistrationError(DleemError):

@@ -1,7 +1,8 @@
 """The `dleem` command line: parse, call the API, report.
 
 Each sub-command lives in its own module with two functions, `add_parser(subparsers)`
-and `run(args) -> int`; this module lists them explicitly (no import-time registry).
+and `run(args) -> int`, and optionally `FLAGS`, the API parameter names its flags spell
+differently (a `ParameterError` is then shown with the flag the user typed); this module lists them explicitly (no import-time registry).
 Heavy libraries (torch, dask) are imported inside `run` so that `dleem --help` is instant.
 
 What every command shares is set here, for the length of one `main` call: the log level
@@ -134,7 +135,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except DleemError as error:
-        return fail(error.as_flag() if isinstance(error, ParameterError) else str(error))
+        if isinstance(error, ParameterError):  # a command module's FLAGS: API name -> flag
+            flags = getattr(sys.modules[args.handler.__module__], "FLAGS", None)
+            return fail(error.as_flag(flags))
+        return fail(str(error))
     except Terminated:
         print(f"dleem {args.command}: interrupted (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED

@@ -32,15 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dleem.errors import ParameterError
     from dleem.planning import plan_acquisitions
 
-    try:
-        plan = plan_acquisitions(args.workspace, args.trust, n=args.n, hr_size=args.hr_size, ratio=args.ratio,
-                                 output=args.output)
-    except ParameterError as error:
-        error.parameter = FLAGS.get(error.parameter, error.parameter)
-        raise
+    plan = plan_acquisitions(args.workspace, args.trust, n=args.n, hr_size=args.hr_size, ratio=args.ratio,
+                             output=args.output)
     log = logging.getLogger("dleem.planning")
     log.info("supported now: %.1f%% of the area", 100 * plan["supported_fraction_now"])
     for i, r in enumerate(plan["regions"], 1):

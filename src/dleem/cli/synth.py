@@ -101,15 +101,10 @@ def params_from_args(args: argparse.Namespace):  # -> SynthParams
 
 
 def run(args: argparse.Namespace) -> int:
-    from dleem.errors import ParameterError
     from dleem.synth import generate
 
     t0 = time.perf_counter()
-    try:
-        result = generate(args.output, params_from_args(args), force=args.force)
-    except ParameterError as error:
-        error.parameter = FLAGS.get(error.parameter, error.parameter)
-        raise
+    result = generate(args.output, params_from_args(args), force=args.force)
     truth = result.truth
     sys.stdout.write(
         f"wrote {args.output}: LR.tif {truth['lr_shape'][0]}x{truth['lr_shape'][1]} px at "

@@ -44,20 +44,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dleem.errors import ParameterError
     from dleem.upscale import upscale_file
 
-    try:
-        with progress_display(args) as progress:
-            out = upscale_file(
-                args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
-                resume=args.resume, consistency_path=args.consistency, trust_path=args.trust,
-                dask_scheduler=args.dask_scheduler,
-                precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, progress=progress,
-                **plane(args),
-            )
-    except ParameterError as error:
-        error.parameter = FLAGS.get(error.parameter, error.parameter)
-        raise
+    with progress_display(args) as progress:
+        out = upscale_file(
+            args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
+            resume=args.resume, consistency_path=args.consistency, trust_path=args.trust,
+            dask_scheduler=args.dask_scheduler,
+            precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, progress=progress,
+            **plane(args),
+        )
     logging.getLogger("dleem.upscale").info("wrote %s", out)
     return 0

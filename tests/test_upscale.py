@@ -231,7 +231,7 @@ def test_disk_full_leaves_no_output_and_resume_finishes(tmp_path, model_u8, monk
     orig = m.generator.forward
     calls: list[int] = []
     m.generator.forward = lambda x: (calls.append(x.shape[0]), orig(x))[1]
-    monkeypatch.setattr("dleem.upscale.pipeline._load", lambda model, dev: m)
+    monkeypatch.setattr("dleem.upscale.pipeline._load", lambda model, dev, tta=False: m)
 
     # 1. the tile writer fails mid-way (20 tiles of 16 px; the 8th write hits a full disk)
     real_write_tile = stream_mod.WorkStore.write_tile
@@ -293,7 +293,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, model_u8, monkeyp
         return orig(x)
 
     m.generator.forward = interrupting
-    monkeypatch.setattr("dleem.upscale.pipeline._load", lambda model, dev: m)
+    monkeypatch.setattr("dleem.upscale.pipeline._load", lambda model, dev, tta=False: m)
     with pytest.raises(KeyboardInterrupt):
         upscale_file(src, model_u8, out, tile=16, batch=2, device="cpu")  # 30 tiles
     assert not out.exists() and _sha(src) == digest
@@ -367,3 +367,28 @@ def test_generator_scale_not_matching_its_config_is_an_error(model_u8):
     m.generator = build_generator(m.config.arch, 2).eval()  # weights for x2, config says x4
     with pytest.raises(DleemError, match="not scale 4 as its config says"):
         upscale_array(_image((32, 32), np.uint8), m, tile=16, device="cpu")
+
+
+def test_tta_is_the_mean_of_the_eight_views_and_stays_exact_when_tiled(model_u8, tmp_path):
+    lr = _image((70, 90), np.uint8, seed=3)
+    m = load_model(model_u8)
+    x = torch.from_numpy(m.normalize(lr))[None, None]
+    with torch.no_grad():
+        views = []
+        for t in (False, True):
+            for dims in ((), (-2,), (-1,), (-2, -1)):
+                v = x.transpose(-2, -1) if t else x
+                y = m.generator(v.flip(dims) if dims else v)
+                y = y.flip(dims) if dims else y
+                views.append(y.transpose(-2, -1) if t else y)
+        expected = m.denormalize(torch.stack(views).mean(0)[0, 0])
+    whole = upscale_array(lr, model_u8, tile=256, device="cpu", tta=True)
+    np.testing.assert_array_equal(upscale_array(lr, model_u8, tile=16, device="cpu", tta=True), whole)
+    assert np.abs(whole.astype(int) - expected.astype(int)).max() <= 1  # rounding only
+    plain = upscale_array(lr, model_u8, tile=256, device="cpu")
+    assert not np.array_equal(plain, whole)
+    # the file path draws the same pixels
+    src = tmp_path / "lr.tif"
+    tifffile.imwrite(src, lr)
+    out = upscale_file(src, model_u8, tmp_path / "sr.ome.tif", tile=32, device="cpu", tta=True)
+    np.testing.assert_array_equal(tifffile.imread(out), whole)

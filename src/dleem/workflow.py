@@ -55,8 +55,11 @@ class WorkflowConfig:
         `dleem.io.read_image`); hr_page, hr_scene, hr_channel : the same for every HR file.
     losses : one model is trained per pixel loss ("mae", "mse").
     minutes, steps : training budget per model (one of them).
-    preset : generator size ("default", "cpu", "tiny"); adv_weight : 0 = no GAN phase.
+    preset : generator size ("default", "cpu", "tiny").
+    recipe, adv_weight, consistency_weight, pore_weight : the loss terms beside the pixel
+        loss, as in `dleem.training.TrainOptions` (None: the recipe's weight).
     upscale : the loss of the model that upscales the whole LR image, or "none".
+    upscale_tta : that upscale, and every evaluation, averaged over the 8 flips and transposes.
     tiles, tile_size, seed, threshold, pores : evaluation settings (`dleem evaluate`); tiles
         caps the independent grid tiles (None: all).
     crossval, crossval_folds : run `dleem crossval` (with the budget of the final models)
@@ -82,12 +85,16 @@ class WorkflowConfig:
     minutes: float | None = None
     steps: int | None = None
     preset: str = "default"
-    adv_weight: float = 5e-3
+    recipe: str = "gan"
+    adv_weight: float | None = None
+    consistency_weight: float | None = None
+    pore_weight: float | None = None
     batch: int | None = None
     patch: int | None = None
     device: str = "auto"
     upscale: str = "mae"
     upscale_tile: int = 256
+    upscale_tta: bool = False
     tiles: int | None = None
     tile_size: int = 128
     eval_seed: int = 0
@@ -127,9 +134,12 @@ TOML_KEYS: dict[str, dict[str, tuple[str, tuple[type, ...]]]] = {
                                            "hr_channel")}},
     "train": {"losses": ("losses", (list,)), "minutes": ("minutes", (int, float)),
               "steps": ("steps", (int,)), "preset": ("preset", (str,)),
-              "adv_weight": ("adv_weight", (int, float)), "batch": ("batch", (int,)),
+              "recipe": ("recipe", (str,)), "adv_weight": ("adv_weight", (int, float)),
+              "consistency_weight": ("consistency_weight", (int, float)),
+              "pore_weight": ("pore_weight", (int, float)), "batch": ("batch", (int,)),
               "patch": ("patch", (int,)), "device": ("device", (str,))},
-    "upscale": {"model": ("upscale", (str,)), "tile": ("upscale_tile", (int,))},
+    "upscale": {"model": ("upscale", (str,)), "tile": ("upscale_tile", (int,)),
+                "tta": ("upscale_tta", (bool,))},
     "evaluate": {"tiles": ("tiles", (int,)), "tile_size": ("tile_size", (int,)),
                  "seed": ("eval_seed", (int,)), "threshold": ("threshold", (str, int, float)),
                  "pores": ("pores", (str,)), "thickness_tiles": ("thickness_tiles", (int,))},
@@ -215,7 +225,16 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
     from dleem.upscale import upscale_file
     from dleem.upscale.trust import default_trust_path
 
+    def train_options(loss: str) -> TrainOptions:
+        return TrainOptions(steps=cfg.steps, minutes=cfg.minutes, preset=cfg.preset,
+                            loss=loss, recipe=cfg.recipe, adv_weight=cfg.adv_weight,
+                            consistency_weight=cfg.consistency_weight, pore_weight=cfg.pore_weight,
+                            pores=cfg.pores, batch=cfg.batch,
+                            patch=cfg.patch, device=cfg.device, seed=cfg.seed, force=True)
+
     cfg.validate()
+    for loss in cfg.losses:  # every training option is checked before the work starts
+        train_options(loss).validate()
     n = total_steps or (2 + cfg.crossval + len(cfg.losses) + (cfg.upscale != "none"))
     i = first_step
     timings = timings if timings is not None else {}
@@ -235,15 +254,11 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
              timings["register"])
     i += 1
 
-    def train_options(loss: str) -> TrainOptions:
-        return TrainOptions(steps=cfg.steps, minutes=cfg.minutes, preset=cfg.preset,
-                            loss=loss, adv_weight=cfg.adv_weight, batch=cfg.batch,
-                            patch=cfg.patch, device=cfg.device, seed=cfg.seed, force=True)
-
     device = "cpu" if cfg.device == "auto" else cfg.device
     options = EvalOptions(tiles=cfg.tiles, tile_size=fit_tile_size(ws, cfg.tile_size),
                           seed=cfg.eval_seed, threshold=cfg.threshold,
-                          pores_dark=cfg.pores == "dark", thickness_tiles=cfg.thickness_tiles)
+                          pores_dark=cfg.pores == "dark", thickness_tiles=cfg.thickness_tiles,
+                          tta=cfg.upscale_tta)
     if cfg.crossval:
         loss = cfg.upscale if cfg.upscale != "none" else cfg.losses[0]
         _step(i, n, f"cross-validate {model_name(loss)}: one model per held-out region, each "
@@ -277,16 +292,16 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
                                trust_path=default_trust_path(model_dirs[sr_model], cfg.upscale_tile,
                                                              ws.trust_path),
                                pixel_size_um=cfg.pixel_size_lr_um, page=cfg.page, scene=cfg.scene,
-                               channel=cfg.channel, progress=progress)
+                               channel=cfg.channel, tta=cfg.upscale_tta, progress=progress)
         cons_path = ws.consistency_path
         timings["upscale"] = time.perf_counter() - t0
         ws.write_upscale(UpscaleRecord(
             model=sr_model, model_dir=str(model_dirs[sr_model]), lr_file=str(cfg.lr),
-            output=str(sr_path), consistency=str(cons_path), tile=cfg.upscale_tile,
+            output=str(sr_path), consistency=str(cons_path), tile=cfg.upscale_tile, tta=cfg.upscale_tta,
             seconds=round(timings["upscale"], 3)))
         ws.record_step("upscale", StepRecord(
             inputs={"lr": str(cfg.lr), "model": str(model_dirs[sr_model])},
-            parameters={"tile": cfg.upscale_tile, "device": cfg.device},
+            parameters={"tile": cfg.upscale_tile, "device": cfg.device, "tta": cfg.upscale_tta},
             outputs=[str(sr_path), str(cons_path), str(ws.upscale_json)],
             seconds=round(timings["upscale"], 3)))
         i += 1

@@ -449,6 +449,7 @@ class UpscaleRecord:
     trust: str | None = None
     scale: int | None = None
     tile: int | None = None
+    tta: bool = False  # averaged over the 8 flips and transposes
     seconds: float | None = None
     dleem_version: str = field(default_factory=_version)
     schema: str = "dleem-upscale"

@@ -51,6 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="which phase is pore (default dark)")
     p.add_argument("--min-pore-px", type=int, default=4, metavar="PX",
                    help="smallest pore counted, in fine-grid px (default 4)")
+    p.add_argument("--tta", action="store_true",
+                   help="score each fold's model averaged over the 8 flips and transposes")
     p.add_argument("--no-truth", action="store_true",
                    help="do not score against a synthetic truth.json found beside the LR file")
     p.set_defaults(handler=run)
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         train_options.force = True  # the fold folders are this command's own output
     options = EvalOptions(tiles=args.tiles, tile_size=args.tile_size, seed=args.seed,
                           threshold=parse_threshold(args.threshold),
-                          pores_dark=args.pores == "dark", min_pore_px=args.min_pore_px)
+                          pores_dark=args.pores == "dark", min_pore_px=args.min_pore_px, tta=args.tta)
     device = "cpu" if args.device == "auto" else args.device
     with ProgressDisplay() as progress:
         record = crossval_workspace(args.workspace, train_options, options, folds=args.folds,

@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--border", type=int, default=None, metavar="PX",
                    help="px cut from each tile side before SSIM/PSNR (default: the scale)")
     p.add_argument("--gallery", type=int, default=6, help="tiles shown in the gallery (default 6)")
+    p.add_argument("--tta", action="store_true",
+                   help="score each model averaged over the 8 flips and transposes (as dleem upscale --tta)")
     p.add_argument("--thickness-tiles", type=int, default=50, metavar="N",
                    help="tiles on which local thickness is computed (default 50)")
     p.add_argument("--sr", default=None, metavar="SR.tif",
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         tiles=args.tiles, tile_size=args.tile_size, seed=args.seed,
         threshold=parse_threshold(args.threshold), pores_dark=args.pores == "dark",
         connectivity=args.connectivity, min_pore_px=args.min_pore_px, border_px=args.border,
-        gallery=args.gallery, thickness_tiles=args.thickness_tiles,
+        gallery=args.gallery, thickness_tiles=args.thickness_tiles, tta=args.tta,
     )
     ws = Workspace(args.workspace)
     sr, consistency, sr_model = ws.upscaled()

@@ -8,7 +8,14 @@ import os
 
 from dleem.cli.options import progress_display
 from dleem.models.arch import PRESETS
-from dleem.training.options import ADV_LOSSES, PIXEL_LOSSES, PRECISIONS, SCHEDULES
+from dleem.training.options import (
+    ADV_LOSSES,
+    PIXEL_LOSSES,
+    PORE_PHASES,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +40,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget in minutes (default 10 when --steps is not given)")
     p.add_argument("--loss", choices=PIXEL_LOSSES, default="mae", help="pixel loss (default mae)")
-    p.add_argument("--adv-weight", type=float, default=5e-3,
-                   help="weight of the adversarial loss; 0 trains a pixel-only model (default 5e-3)")
+    gan = RECIPES["gan"]
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="gan",
+                   help="gan (default): pixel loss plus the terms below at their default weights; "
+                        "pixel: every non-pixel weight 0 (fewer invented details)")
+    p.add_argument("--adv-weight", type=float, default=None,
+                   help=f"weight of the adversarial loss; 0: no adversarial phase (default {gan['adv_weight']:g})")
+    p.add_argument("--consistency-weight", type=float, default=None,
+                   help="weight of the data-consistency term: the SR degraded by the LR forward "
+                        f"model against the LR input (default {gan['consistency_weight']:g})")
+    p.add_argument("--pore-weight", type=float, default=None,
+                   help="weight of the pore term: soft Dice of the pore phase of SR against HR's "
+                        f"(default {gan['pore_weight']:g})")
+    p.add_argument("--pores", choices=PORE_PHASES, default="dark",
+                   help="which side of the HR threshold is pore, for the pore term (default dark)")
     p.add_argument("--adv-loss", choices=ADV_LOSSES, default="ragan",
                    help="relativistic-average (default) or plain GAN loss")
     p.add_argument("--warmup", type=float, default=0.5,
@@ -69,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = TrainOptions(
         steps=args.steps, minutes=args.minutes, preset=args.preset, batch=args.batch,
-        patch=args.patch, loss=args.loss, adv_loss=args.adv_loss, adv_weight=args.adv_weight,
+        patch=args.patch, loss=args.loss, adv_loss=args.adv_loss, recipe=args.recipe,
+        adv_weight=args.adv_weight, consistency_weight=args.consistency_weight,
+        pore_weight=args.pore_weight, pores=args.pores,
         warmup=args.warmup, lr=args.lr, lr_d=args.lr_d, schedule=args.schedule, seed=args.seed, device=args.device,
         precision=args.precision, channels_last=args.channels_last, rot90=args.rot90,
         scale=args.scale, checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                    help="auto: fp16 on CUDA only where its error is < 0.5 grey level (8-bit)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    p.add_argument("--tta", action="store_true",
+                   help="average the model over the 8 flips and transposes (8x the compute; about 1 dB "
+                        "more PSNR and fewer invented pores on the demo)")
     p.add_argument("--consistency", metavar="PATH",
                    help="also write the consistency map (degraded SR - LR) as a float32 TIFF + PNG")
     p.add_argument("--trust", metavar="TRUST.tif",
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             args.input, args.model, args.output, tile=args.tile, batch=args.batch, device=args.device,
             resume=args.resume, consistency_path=args.consistency, trust_path=args.trust,
             dask_scheduler=args.dask_scheduler,
-            precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, progress=progress,
+            precision=args.precision, pixel_size_um=args.pixel_size, ngff=args.ngff, tta=args.tta,
+            progress=progress,
             **plane(args),
         )
     logging.getLogger("dleem.upscale").info("wrote %s", out)

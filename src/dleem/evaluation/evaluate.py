@@ -72,7 +72,9 @@ class EvalOptions:
 
     ``tiles`` caps the grid tiles by a seeded random subset (None: all of them); ``area`` is
     "test" (the manifest's test boxes) or "all" (the whole valid area of each region: a
-    held-out region in cross-validation); ``regions`` restricts the regions evaluated.
+    held-out region in cross-validation); ``regions`` restricts the regions evaluated;
+    ``tta`` scores every model averaged over the 8 flips and transposes, as
+    ``dleem upscale --tta`` draws the map.
     """
 
     tiles: int | None = None
@@ -87,6 +89,7 @@ class EvalOptions:
     thickness_tiles: int = 50  # local thickness on this many tiles (it costs ~0.1 s a tile)
     area: str = "test"
     regions: list[str] | None = None
+    tta: bool = False
 
 
 @dataclass
@@ -147,16 +150,17 @@ def sha256_or_none(path: str | PathLike[str] | None) -> str | None:
 
 def model_upscaler(
     model_dir: str | PathLike[str], *, device: str = "cpu", tile: int = 256, batch: int = 4,
-    name: str | None = None, pixel_size_um: float | None = None,
+    name: str | None = None, pixel_size_um: float | None = None, tta: bool = False,
 ) -> Upscaler:
-    """An `Upscaler` from a model folder (`dleem.models.load_model` + `dleem.upscale`)."""
+    """An `Upscaler` from a model folder (`dleem.models.load_model` + `dleem.upscale`);
+    ``tta``: averaged over the 8 flips and transposes."""
     from dleem.models import load_model
     from dleem.upscale import upscale_array
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise InputError(model_dir, "not a model folder (no config.json)")
-    model = load_model(model_dir, device="cpu" if device == "auto" else device)
+    model = load_model(model_dir, device="cpu" if device == "auto" else device, tta=tta)
 
     def predict(lr: np.ndarray) -> np.ndarray:
         return np.asarray(upscale_array(lr, model, tile=tile, batch=batch, device=device,
@@ -172,8 +176,9 @@ def model_upscaler(
         "input_dtype": cfg.normalization.input_dtype,
         "arch": dict(cfg.arch),
         "dleem_version": cfg.dleem_version,
+        "tta": bool(tta),
     }
-    for key in ("loss", "adv_weight", "preset", "steps_done"):
+    for key in ("loss", "recipe", "adv_weight", "consistency_weight", "pore_weight", "preset", "steps_done"):
         if cfg.training.get(key) is not None:
             info[key] = cfg.training[key]
     return Upscaler(name or model_dir.name, predict, int(model.halo_lr_px), info)

@@ -158,7 +158,8 @@ def evaluate_workspace(
             if m.info.get("model_dir"):
                 model_dirs[m.name] = Path(m.info["model_dir"])
         else:
-            up = model_upscaler(m, device=device, pixel_size_um=data.manifest.lr_pixel_size_um)
+            up = model_upscaler(m, device=device, pixel_size_um=data.manifest.lr_pixel_size_um,
+                                tta=options.tta)
             ups.append(up)
             model_dirs[up.name] = Path(m)
     if not ups:
@@ -289,7 +290,7 @@ def crossval_workspace(
         held.append(trust_fold(fold_ws if fold.block is not None else ws, model_dir,
                                None if fold.block is not None else fold.held_out))
         up = model_upscaler(model_dir, device=device, name="model",
-                            pixel_size_um=man.lr_pixel_size_um)
+                            pixel_size_um=man.lr_pixel_size_um, tta=fopt.tta)
         ev = evaluate(fd, [up], fopt, truth=truth, progress=progress)
         entries = summarize(ev)
         records.append(CrossvalFold(

@@ -13,7 +13,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         "arch": ["ARCHITECTURES", "PRESETS", "ArchSpec", "receptive_field_of"],
         "config": ["ModelConfig"],
         "discriminator": ["PatchDiscriminator"],
-        "folder": ["LoadedModel", "load_model", "read_config", "save_model"],
+        "ensemble": ["DihedralEnsemble"],
+        "folder": ["LoadedModel", "load_model", "read_config", "save_model", "with_ensemble"],
         "generator": ["DleemGenerator", "build_generator", "measure_receptive_field"],
     },
 )

@@ -8,6 +8,7 @@ leaves a half-written model that looks complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from os import PathLike
@@ -158,7 +159,18 @@ class LoadedModel:
         return self.config.normalization.invert(x, dtype)
 
 
-def load_model(model_dir: str | PathLike[str], device: str | torch.device = "cpu", *, raw: bool = False) -> LoadedModel:
+def with_ensemble(model: LoadedModel) -> LoadedModel:
+    """The same model averaged over the 8 flips and transposes at inference
+    (`dleem.models.ensemble.DihedralEnsemble`); a model that already is one is returned."""
+    from dleem.models.ensemble import DihedralEnsemble
+
+    if isinstance(model.generator, DihedralEnsemble):
+        return model
+    return dataclasses.replace(model, generator=DihedralEnsemble(model.generator))
+
+
+def load_model(model_dir: str | PathLike[str], device: str | torch.device = "cpu", *, raw: bool = False,
+               tta: bool = False) -> LoadedModel:
     """Load a model folder for inference.
 
     Parameters
@@ -169,6 +181,9 @@ def load_model(model_dir: str | PathLike[str], device: str | torch.device = "cpu
         Where the generator lives.
     raw : bool
         Load ``generator_raw.safetensors`` (the non-EMA weights) instead.
+    tta : bool
+        Test-time ensemble: average the generator over the 8 flips and transposes
+        (`with_ensemble`; 8 times the compute).
     """
     model_dir = Path(model_dir)
     config = read_config(model_dir)
@@ -182,4 +197,5 @@ def load_model(model_dir: str | PathLike[str], device: str | torch.device = "cpu
     for p in generator.parameters():
         p.requires_grad_(False)
     halo = max(int(config.receptive_field_lr_px), int(getattr(generator, "receptive_field_lr_px", 0)))
-    return LoadedModel(generator=generator, config=config, scale=config.scale, halo_lr_px=halo, device=dev)
+    loaded = LoadedModel(generator=generator, config=config, scale=config.scale, halo_lr_px=halo, device=dev)
+    return with_ensemble(loaded) if tta else loaded

@@ -15,6 +15,7 @@ from dleem.plotting import save_png
 LOG_COLUMNS = (
     "step", "elapsed_s", "phase", "lr", "loss_pixel", "loss_adv", "loss_d",
     "val_psnr_db", "val_ssim", "val_psnr_bicubic_db", "val_ssim_bicubic", "samples_per_s",
+    "loss_consistency", "loss_pore",
 )
 
 

@@ -15,6 +15,14 @@ PIXEL_LOSSES = ("mae", "mse")
 ADV_LOSSES = ("ragan", "gan")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 SCHEDULES = ("cosine", "step")
+PORE_PHASES = ("dark", "bright")
+#: The weights of the loss terms beside the pixel loss, by recipe: "gan" is the default
+#: (see benchmarks/results/small_pores.md), "pixel" the pixel-only model (fewer invented details).
+RECIPES: dict[str, dict[str, float]] = {
+    "gan": {"adv_weight": 5e-3, "consistency_weight": 0.0, "pore_weight": 0.0},
+    "pixel": {"adv_weight": 0.0, "consistency_weight": 0.0, "pore_weight": 0.0},
+}
+WEIGHTS = tuple(RECIPES["gan"])
 KEEP_CHECKPOINTS = 2
 
 
@@ -29,7 +37,13 @@ class TrainOptions:
     batch : crops per step per process; patch : LR crop side in px (HR side = k * patch).
         Both, and ``disc_width``, default to the preset's training defaults.
     loss : pixel loss "mae" or "mse"; adv_loss : "ragan" (relativistic average) or "gan".
-    adv_weight : weight of the adversarial term (0 = pixel-only model).
+    recipe : "gan" (default) or "pixel"; it gives every weight not set (None), and "pixel"
+        sets every non-pixel weight to 0 (a non-zero one beside it is refused).
+    adv_weight : weight of the adversarial term (0: no adversarial phase).
+    consistency_weight : weight of the data-consistency term (SR degraded by the LR
+        forward model against the LR input).
+    pore_weight : weight of the pore term (soft Dice of the pore phase of SR against HR's).
+    pores : which side of the HR threshold is pore, "dark" (default) or "bright".
     warmup : fraction of the budget trained pixel-only before the adversarial phase.
     lr, lr_d : peak learning rates of the generator and the discriminator (AdamW).
     schedule : learning-rate schedule over the budget, "cosine" or "step".
@@ -48,7 +62,11 @@ class TrainOptions:
     patch: int | None = None
     loss: str = "mae"
     adv_loss: str = "ragan"
-    adv_weight: float = 5e-3
+    recipe: str = "gan"
+    adv_weight: float | None = None
+    consistency_weight: float | None = None
+    pore_weight: float | None = None
+    pores: str = "dark"
     warmup: float = 0.5
     lr: float = 1e-3
     lr_d: float = 2e-4
@@ -88,7 +106,18 @@ class TrainOptions:
         _choice("schedule", self.schedule, SCHEDULES)
         _positive("lr", self.lr)
         _positive("lr_d", self.lr_d)
-        _number("adv_weight", self.adv_weight, 0.0)
+        _choice("recipe", self.recipe, tuple(RECIPES))
+        _choice("pores", self.pores, PORE_PHASES)
+        for name in WEIGHTS:
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, RECIPES[self.recipe][name])
+                continue
+            _number(name, value, 0.0)
+            if self.recipe == "pixel" and value > 0:
+                raise ParameterError(name, f"must be 0 with recipe pixel (it sets every non-pixel "
+                                     f"weight to 0), got {value!r}")
+            setattr(self, name, float(value))
         _number("weight_decay", self.weight_decay, 0.0)
         _number("warmup", self.warmup, 0.0, 1.0, what="a fraction of the budget in [0, 1]")
         _number("ema_decay", self.ema_decay, 0.0, 1.0, what="in [0, 1)")

@@ -29,6 +29,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,11 +50,12 @@ from dleem.progress import ProgressCallback, report
 from dleem.training import ddp
 from dleem.training.curves import plot_curves, write_log
 from dleem.training.data import PairData, batch_generator, load_pairs, sample_batch
+from dleem.training.losses import LRNoise, PorePhase
 from dleem.training.options import TrainOptions
 from dleem.training.schedule import Schedule
 from dleem.training.state import CHECKPOINT_DIR, RunIdentity, TrainState, checkpoints
 from dleem.training.trainer import LOSS_TERMS, Trainer
-from dleem.training.trust import fit_trust
+from dleem.training.trust import fit_trust, lr_noise_model
 from dleem.training.validation import ValidationSet, validation_tiles
 from dleem.workspace import StepRecord, Workspace
 
@@ -149,6 +151,14 @@ def build_config(data: PairData, arch: dict[str, Any], receptive_field: int,
     )
 
 
+def pore_phase(data: PairData, dark: bool = True, max_values: int = 1 << 20) -> PorePhase:
+    """The pore phase of the training targets: Otsu's threshold of the valid HR pixels of the
+    train areas (network units), on an even subsample of at most ``max_values``."""
+    values = np.concatenate([b.hr.cpu().numpy()[b.mask.cpu().numpy()] for b in data.train])
+    step = max(1, values.size // max_values)
+    return PorePhase.from_values(values[::step], dark=dark)
+
+
 def _set_determinism(options: TrainOptions, device: torch.device) -> None:
     torch.manual_seed(options.seed)
     if options.deterministic:
@@ -168,6 +178,8 @@ def _row(step: int, elapsed: float, phase: str, lr: float | None, means: list[fl
         "loss_pixel": means[0] if means else None,
         "loss_adv": means[1] if means and phase == "gan" else None,
         "loss_d": means[2] if means and phase == "gan" else None,
+        "loss_consistency": means[3] if means else None,
+        "loss_pore": means[4] if means else None,
         "val_psnr_db": val[0] if val else None, "val_ssim": val[1] if val else None,
         "val_psnr_bicubic_db": bicubic[0] if bicubic else None,
         "val_ssim_bicubic": bicubic[1] if bicubic else None,
@@ -239,12 +251,22 @@ class _Run:
         preset = o.preset if arch.get("name") == "dleem" else None
         self.run = RunIdentity(pairs_sha256=data.checksums["manifest_sha256"], loss=o.loss, seed=o.seed,
                                preset=preset, arch=arch, lr_dtype=data.lr_dtype, scale=data.scale,
-                               adv_weight=float(o.adv_weight), regions=self.regions)
+                               adv_weight=float(o.adv_weight), regions=self.regions,
+                               consistency_weight=float(o.consistency_weight),
+                               pore_weight=float(o.pore_weight))
         if state is not None:
             self.run.check_resumes(state.run, str(checkpoints(self.model_dir)[-1]))
         if discriminator is None:
             discriminator = PatchDiscriminator(width=o.disc_width, stages=o.disc_stages)
-        self.trainer = trainer = Trainer(generator, discriminator, o, info.device)
+        phase = pore_phase(data, o.pores == "dark") if o.pore_weight else None
+        noise = None
+        if o.consistency_weight:
+            model, norm = lr_noise_model(self.ws, data.manifest), data.normalization
+            noise = LRNoise(a=model.a, b=model.b, dtype_max=norm.dtype_max, mean=norm.mean, std=norm.std,
+                            floor=model.floor)
+        self.trainer = trainer = Trainer(generator, discriminator, o, info.device, scale=data.scale,
+                                         sigma_lr_px=data.lr_blur_sigma_px or 0.0, lr_noise=noise,
+                                         pore_phase=phase)
         step, elapsed = 0, 0.0
         if state is not None:
             trainer.load(state)
@@ -258,7 +280,12 @@ class _Run:
             self.val.to(info.device)
         self.config = build_config(data, arch, rf, {
             "workspace": str(self.ws.path.resolve()), "preset": preset, "loss": o.loss,
-            "adv_loss": o.adv_loss, "adv_weight": o.adv_weight, "warmup": o.warmup, "steps": o.steps,
+            "recipe": o.recipe, "adv_loss": o.adv_loss, "adv_weight": o.adv_weight,
+            "consistency_weight": o.consistency_weight, "pore_weight": o.pore_weight, "pores": o.pores,
+            "lr_noise_model": None if noise is None else {"a": noise.a, "b": noise.b},
+            "pore_threshold": (None if phase is None
+                               else float(data.normalization.invert(np.float32(phase.threshold), np.float32))),
+            "warmup": o.warmup, "steps": o.steps,
             "minutes": o.minutes, "batch": o.batch, "patch": o.patch, "lr": o.lr, "schedule": o.schedule,
             "ema_decay": o.ema_decay, "seed": o.seed, "device": str(info.device),
             "precision": trainer.precision, "channels_last": o.channels_last, "world_size": info.world_size,
@@ -371,7 +398,8 @@ class _Run:
                 "val_ssim_bicubic": bicubic[1] if bicubic else None,
             })
             write_log(self.model_dir / "log.csv", self.history)
-            adv = f" + {o.adv_weight:g} {o.adv_loss}" if o.adv_weight > 0 else ""
+            adv = "".join(f" + {w:g} {name}" for w, name in (
+                (o.adv_weight, o.adv_loss), (o.consistency_weight, "consistency"), (o.pore_weight, "pore")) if w > 0)
             plot_curves(self.model_dir / "curves.png", self.history,
                         f"{self.config.arch.get('name')} x{self.data.scale}, {o.loss}{adv}, {step} steps")
             # the weights and config.json last: a folder that has them is a finished model

@@ -26,7 +26,7 @@ CHECKPOINT_DIR = "checkpoints"
 _LABELS = {
     "pairs_sha256": "the pairs manifest (SHA-256)", "loss": "loss", "seed": "seed", "preset": "preset",
     "arch": "architecture", "lr_dtype": "LR dtype", "scale": "scale", "adv_weight": "adv_weight",
-    "regions": "regions",
+    "regions": "regions", "consistency_weight": "consistency_weight", "pore_weight": "pore_weight",
 }
 
 
@@ -43,6 +43,8 @@ class RunIdentity:
     scale: int
     adv_weight: float
     regions: list[str] | None = None  # the regions trained on; None: all of them
+    consistency_weight: float = 0.0
+    pore_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -50,8 +52,8 @@ class RunIdentity:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> RunIdentity:
         names = {f.name for f in dataclasses.fields(cls)}
-        if isinstance(data, dict) and "regions" not in data:
-            data = {**data, "regions": None}  # checkpoints written before runs recorded regions
+        if isinstance(data, dict):  # checkpoints written before runs recorded these
+            data = {"regions": None, "consistency_weight": 0.0, "pore_weight": 0.0, **data}
         if not isinstance(data, dict) or set(data) != names:
             raise InputError(where, "not a dleem training checkpoint (no valid run record)")
         return cls(**data)

@@ -1,7 +1,8 @@
 """The trainer: a generator, a discriminator, their optimisers and the EMA, and one step.
 
-`Trainer.train_step` is the whole of one optimisation step: the pixel loss (plus, in the
-adversarial phase, the generator's adversarial term), then the discriminator's update.
+`Trainer.train_step` is the whole of one optimisation step: the pixel loss, the
+data-consistency and pore terms where their weights are not 0 (plus, in the adversarial
+phase, the generator's adversarial term), then the discriminator's update.
 Everything around it (data, schedule, validation, checkpoints, files) lives in
 `dleem.training.pipeline`.
 """
@@ -16,12 +17,21 @@ from torch import nn
 
 from dleem.errors import DleemError
 from dleem.models.folder import state_dict_cpu, unwrap
-from dleem.training.losses import EMA, discriminator_loss, generator_adv_loss, pixel_loss
+from dleem.training.losses import (
+    EMA,
+    LRNoise,
+    PorePhase,
+    consistency_loss,
+    discriminator_loss,
+    generator_adv_loss,
+    pixel_loss,
+    pore_loss,
+)
 from dleem.training.options import TrainOptions
 from dleem.training.state import RunIdentity, TrainState
 
-#: Names of the three loss terms `Trainer.train_step` returns, in order.
-LOSS_TERMS = ("pixel", "adversarial", "discriminator")
+#: Names of the loss terms `Trainer.train_step` returns, in order.
+LOSS_TERMS = ("pixel", "adversarial", "discriminator", "consistency", "pore")
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, torch.dtype | None]:
@@ -53,14 +63,26 @@ class Trainer:
     generator, discriminator : torch.nn.Module
         Moved to ``device`` (channels-last on request).
     options : TrainOptions
-        Learning rates, losses, EMA decay, precision (validated).
+        Learning rates, losses and their weights, EMA decay, precision (validated).
     device : torch.device
+    scale, sigma_lr_px : the LR forward model of the consistency term (k, beam sigma in LR px).
+    lr_noise : LRNoise, optional
+        The LR noise of the consistency term; needed when ``options.consistency_weight > 0``.
+    pore_phase : PorePhase, optional
+        Threshold and side of the pore phase; needed when ``options.pore_weight > 0``.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, options: TrainOptions,
-                 device: torch.device) -> None:
+                 device: torch.device, *, scale: int = 1, sigma_lr_px: float = 0.0,
+                 lr_noise: LRNoise | None = None, pore_phase: PorePhase | None = None) -> None:
+        if options.pore_weight and pore_phase is None:
+            raise DleemError("the pore term needs the pore phase of the HR targets")
+        if options.consistency_weight and lr_noise is None:
+            raise DleemError("the consistency term needs the LR noise model")
         self.options = options
         self.device = device
+        self.scale, self.sigma_lr_px = scale, float(sigma_lr_px)
+        self.lr_noise, self.pore_phase = lr_noise, pore_phase
         self.precision, self.amp_dtype = resolve_precision(options.precision, device)
         fmt = torch.channels_last if options.channels_last else torch.contiguous_format
         self.generator = generator.to(device, memory_format=fmt)
@@ -94,7 +116,7 @@ class Trainer:
                 group["lr"] = peak * multiplier
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor, adversarial: bool) -> torch.Tensor:
-        """One step on a batch; returns the detached losses (pixel, adversarial, discriminator)."""
+        """One step on a batch; returns the detached losses, in the order of `LOSS_TERMS`."""
         o = self.options
         if o.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
@@ -103,13 +125,19 @@ class Trainer:
         with self.autocast():
             sr = self.g_train(lr)
             l_pix = pixel_loss(sr, hr, mask, o.loss)
-            l_g, l_adv = l_pix, zero
+            l_g, l_adv, l_cons, l_pore = l_pix, zero, zero, zero
+            if o.consistency_weight:
+                l_cons = consistency_loss(sr, lr, self.scale, self.sigma_lr_px, self.lr_noise)
+                l_g = l_g + o.consistency_weight * l_cons
+            if o.pore_weight:
+                l_pore = pore_loss(sr, hr, mask, self.pore_phase)
+                l_g = l_g + o.pore_weight * l_pore
             if adversarial:
                 d = unwrap(self.d_train)
                 d.requires_grad_(False)
                 real, fake = d(torch.cat([hr, sr])).chunk(2)
                 l_adv = generator_adv_loss(real.detach(), fake, o.adv_loss)
-                l_g = l_pix + o.adv_weight * l_adv
+                l_g = l_g + o.adv_weight * l_adv
         self._update(self.opt_g, self.scaler, l_g)
         self.ema.update(self.generator)
         l_d = zero
@@ -119,7 +147,7 @@ class Trainer:
                 real, fake = self.d_train(torch.cat([hr, sr.detach()])).chunk(2)
                 l_d = discriminator_loss(real, fake, o.adv_loss)
             self._update(self.opt_d, self.scaler_d, l_d)
-        return torch.stack([l_pix.detach().float(), l_adv.detach().float(), l_d.detach().float()])
+        return torch.stack([t.detach().float() for t in (l_pix, l_adv, l_d, l_cons, l_pore)])
 
     @staticmethod
     def _update(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:

@@ -26,22 +26,22 @@ from dleem.errors import DleemError, InputError, ParameterError
 from dleem.progress import ProgressCallback, report
 from dleem.upscale.tiling import MIN_TILE, Model, predict
 
-_CACHE: dict[tuple[str, str], Any] = {}
+_CACHE: dict[tuple[str, str, bool], Any] = {}
 _LOCK = threading.Lock()
 
 
-def worker_model(model_dir: str, device: str = "auto") -> Any:
-    """The model for this worker process, loaded once per (folder, device)."""
+def worker_model(model_dir: str, device: str = "auto", tta: bool = False) -> Any:
+    """The model for this worker process, loaded once per (folder, device, ensemble)."""
     from dleem.upscale.engine import resolve_device
 
     dev = str(resolve_device(device))
-    key = (str(Path(model_dir).resolve()), dev)
+    key = (str(Path(model_dir).resolve()), dev, bool(tta))
     with _LOCK:
         if key not in _CACHE:
             from dleem.models import load_model
             from dleem.upscale.tiling import prepare
 
-            _CACHE[key] = prepare(load_model(key[0], device=dev), dev)
+            _CACHE[key] = prepare(load_model(key[0], device=dev, tta=key[2]), dev)
         return _CACHE[key]
 
 
@@ -58,14 +58,14 @@ def _chunks_for(n: int, tile: int, halo: int) -> tuple[int, ...]:
 
 def _block(block: np.ndarray, block_info: dict | None = None, *, model: Any, model_dir: str | None,
            device: str, halo: int, chunks: tuple[tuple[int, ...], tuple[int, ...]], out_dtype: str,
-           source: str) -> np.ndarray:
+           source: str, tta: bool = False) -> np.ndarray:
     loc = block_info[0]["chunk-location"]  # type: ignore[index]
     if block.dtype.kind == "f" and not np.isfinite(block).all():
         y0, x0 = (sum(chunks[a][:loc[a]]) for a in (0, 1))
         y1, x1 = y0 + chunks[0][loc[0]], x0 + chunks[1][loc[1]]
         raise InputError(source, f"NaN or Inf within {halo} LR pixels of the box rows {y0}:{y1}, "
                          f"columns {x0}:{x1}: replace the non-finite values before upscaling")
-    m = model if model is not None else worker_model(model_dir, device)  # type: ignore[arg-type]
+    m = model if model is not None else worker_model(model_dir, device, tta)  # type: ignore[arg-type]
     k = m.scale
     cuts = []
     for axis in (0, 1):
@@ -88,7 +88,7 @@ def _device_of(model: Model) -> Any:
 
 
 def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", out_dtype: Any = None,
-                 source: str = "input") -> Any:
+                 source: str = "input", tta: bool = False) -> Any:
     """Lazy SR of a dask (or zarr) array: a dask array ``scale`` times larger, same dtype.
 
     Parameters
@@ -106,6 +106,8 @@ def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", 
         Output dtype (default the input's).
     source : str
         What to name in errors (a float block with NaN or Inf is refused when it runs).
+    tta : bool
+        Average each block over the 8 flips and transposes (`dleem.models.with_ensemble`).
     """
     import dask.array as da
 
@@ -113,10 +115,13 @@ def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", 
         raise ParameterError("tile", f"must be >= {MIN_TILE} LR pixels, got {tile}")
     if isinstance(model, (str, Path)):
         model_dir: str | None = str(model)
-        ref = worker_model(model_dir, "cpu")
+        ref = worker_model(model_dir, "cpu", tta)
         loaded = None
     else:
-        model_dir, ref, loaded = None, model, model
+        from dleem.models import with_ensemble
+
+        loaded = with_ensemble(model) if tta else model
+        model_dir, ref = None, loaded
     k, halo = ref.scale, int(ref.halo_lr_px)
     arr = lr if isinstance(lr, da.Array) else da.from_zarr(lr)
     chunks = (_chunks_for(arr.shape[0], max(tile, halo), halo), _chunks_for(arr.shape[1], max(tile, halo), halo))
@@ -124,13 +129,14 @@ def upscale_dask(lr: Any, model: Any, *, tile: int = 256, device: str = "auto", 
     dtype = np.dtype(out_dtype or arr.dtype)
     out_chunks = tuple(tuple(k * c for c in cs) for cs in chunks)
     fn = functools.partial(_block, model=loaded, model_dir=model_dir, device=device, halo=halo,
-                           chunks=chunks, out_dtype=dtype.str, source=str(source))
+                           chunks=chunks, out_dtype=dtype.str, source=str(source), tta=tta)
     return da.map_overlap(fn, arr, depth=halo, boundary="none", trim=False, dtype=dtype,
                           chunks=out_chunks, meta=np.empty((0, 0), dtype), allow_rechunk=False)
 
 
 def run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, device: str, address: str,
-             done: set[int], progress: ProgressCallback | None = None, stage: str = "upscale") -> dict[str, Any]:
+             done: set[int], progress: ProgressCallback | None = None, stage: str = "upscale",
+             tta: bool = False) -> dict[str, Any]:
     """Tiles on a dask.distributed cluster; a non-zarr input is first copied to zarr.
 
     Each dask block (one tile) is sent back and written into the work store by this
@@ -160,7 +166,7 @@ def run_dask(src: Path, lr: Any, model_dir: Any, store: Any, *, tile: int, devic
     except OSError as error:
         raise DleemError(f"cannot reach the dask scheduler at {address} ({error})") from None
     with client:
-        sr = upscale_dask(arr, str(model_dir), tile=tile, device=device, source=str(src))
+        sr = upscale_dask(arr, str(model_dir), tile=tile, device=device, source=str(src), tta=tta)
         ys = np.concatenate([[0], np.cumsum(sr.chunks[0])])
         xs = np.concatenate([[0], np.cumsum(sr.chunks[1])])
         nby, nbx = sr.numblocks

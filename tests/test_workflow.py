@@ -120,7 +120,8 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
     data = tmp_path / "pre" / "data"
     cfg = WorkflowConfig(lr=data / "LR.tif", hr=[data / "HR_1.tif"], output=out,
                          losses=["mae", "mse"], steps=1, preset="tiny", device="cpu",
-                         upscale="mae", upscale_tile=64, tiles=6, tile_size=64, thickness_tiles=2)
+                         upscale="mae", upscale_tile=64, tiles=6, tile_size=64, thickness_tiles=2,
+                         upscale_tta=True)
     index = run_workflow(cfg)
     assert calls == [("register", "LR.tif", ["HR_1.tif"]), ("train", "mae", "tiny"),
                      ("train", "mse", "tiny")]
@@ -134,6 +135,7 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
     assert "consistency.png" in page and "upscale " in page
     record = Workspace(out).read_upscale()
     assert record.model == "model-mae" and Path(record.output) == out / "upscale" / "SR.ome.tif"
+    assert record.tta and all(m["tta"] for m in doc["models"].values())  # the map and the scores alike
     steps = Workspace(out).read_manifest().steps
     assert {"upscale", "evaluate"} <= set(steps) and steps["evaluate"].seconds > 0
 
@@ -188,3 +190,15 @@ def test_workflow_cross_validates_first_when_asked(tmp_path, monkeypatch):
     assert page.index("The quality to expect where no HR was acquired") < page.index(
         "In-region test areas")
     assert "crossval" in Workspace(out).read_manifest().steps
+
+
+def test_a_bad_training_weight_is_refused_before_registration(tmp_path):
+    from dleem.errors import ParameterError
+
+    make_workspace(tmp_path / "pre")
+    data = tmp_path / "pre" / "data"
+    cfg = WorkflowConfig(lr=data / "LR.tif", hr=[data / "HR_1.tif"], output=tmp_path / "out",
+                         losses=["mae"], steps=1, preset="tiny", device="cpu", pore_weight=-1.0)
+    with pytest.raises(ParameterError, match="pore_weight must be a finite number >= 0"):
+        run_workflow(cfg)
+    assert not (tmp_path / "out").exists()

@@ -349,6 +349,8 @@ class DemoPreset:
 
     ``minutes`` (or ``steps``) is every model's budget alike: each cross-validation fold's
     and the final models'. ``crossval``: the full demo cross-validates, --quick does not.
+    ``tta``: the map is upscaled, and every model scored, with the dihedral ensemble
+    (see benchmarks/results/small_pores.md).
     """
 
     lr_size: int
@@ -361,6 +363,7 @@ class DemoPreset:
     tile_size: int
     thickness_tiles: int
     crossval: bool
+    tta: bool = True
 
 
 DEMO = DemoPreset(lr_size=1024, hr_size=1024, regions=3, minutes=2.5, steps=None, preset="cpu",
@@ -399,7 +402,8 @@ def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, se
     cfg = WorkflowConfig(lr=data / "LR.tif", hr=hr, output=out, losses=losses,
                          minutes=p.minutes, steps=p.steps, preset=p.preset, device=device,
                          upscale="mae", tiles=p.tiles, tile_size=p.tile_size,
-                         thickness_tiles=p.thickness_tiles, seed=seed, crossval=p.crossval)
+                         thickness_tiles=p.thickness_tiles, seed=seed, crossval=p.crossval,
+                         upscale_tta=p.tta)
     flags = (" --quick" if quick else "") + (" --compare-losses" if compare_losses else "")
     return run_workflow(cfg, first_step=2, total_steps=n, timings=timings,
                         command=f"dleem demo{flags} -o {out}",

@@ -1,7 +1,13 @@
 """Small pores outside the HR regions: recall by size, precision, PSD and PSNR against the truth.
 
-    python benchmarks/bench_small_pores.py [--seeds 1 2 3] [--steps 300] [--recipes NAME ...]
+    python benchmarks/bench_small_pores.py [--seeds 1 2 3] [--steps 9600] [--recipes NAME ...]
+        [--detectability] [--shale [RECIPE ...]]
     python benchmarks/bench_small_pores.py --from-results      # rewrite the Markdown only
+
+The run behind benchmarks/results/small_pores.md: ``--recipes baseline`` on the commit before
+the change (0e010b2, in a worktree), then on this one ``--recipes default gan gan+tta pixel
+pixel+tta --detectability --shale default gan gan+tta pixel pixel+tta``, and the candidate
+terms on seed 1 (``--seeds 1 --recipes pore0.1 pore1 ncons0.1 ncons0.5 adv0.02 ...``).
 
 For each seed: synthesise the demo's specimen (`dleem demo`'s sizes: LR 1024 px, 3 HR
 regions of 1024 px, k = 4), register it, then for each recipe train the demo's model (preset
@@ -47,22 +53,40 @@ from bench_crossval_truth import grid_cells, outside_mask  # noqa: E402
 log = logging.getLogger("bench_small_pores")
 
 TILE_LR_PX = 64
-#: Recipes: TrainOptions fields on top of the demo's (preset cpu, MAE + adversarial), and
-#: how the map is upscaled (``tta``: the dihedral ensemble).
+#: Recipes: TrainOptions fields on top of the demo's (preset cpu, MAE), the model a recipe
+#: reuses ("model"; a "+tta" one reuses its base's) and how the map is upscaled (``tta``: the
+#: dihedral ensemble). "baseline" is meant for the commit before the change only.
 RECIPES: dict[str, dict[str, Any]] = {
-    "baseline": {"train": {}, "tta": False},
-    "default": {"train": {}, "tta": False},
+    "baseline": {"train": {}, "tta": False},  # run on the commit before the change
+    "gan": {"train": {"recipe": "gan"}, "tta": False},
     "pixel": {"train": {"recipe": "pixel"}, "tta": False},
-    "pore0.1": {"train": {"pore_weight": 0.1}, "tta": False},
-    "pore0.3": {"train": {"pore_weight": 0.3}, "tta": False},
-    "cons0.5": {"train": {"consistency_weight": 0.5}, "tta": False},  # the plain L1 form, since replaced
-    "pore0.1+cons0.5": {"train": {"pore_weight": 0.1, "consistency_weight": 0.5}, "tta": False},
-    "pore1": {"train": {"pore_weight": 1.0}, "tta": False},
+    "default": {"train": {}, "tta": False, "model": "pixel"},  # dleem demo's and dleem train's: pixel
+    "pore0.1": {"train": {"recipe": "gan", "pore_weight": 0.1}, "tta": False},
+    "pore1": {"train": {"recipe": "gan", "pore_weight": 1.0}, "tta": False},
+    # the plain L1 form of the consistency term, since replaced by the noise-aware one
+    "cons0.5": {"train": {"recipe": "gan", "consistency_weight": 0.5}, "tta": False},
+    "ncons0.1": {"train": {"recipe": "gan", "consistency_weight": 0.1}, "tta": False},
+    "ncons0.5": {"train": {"recipe": "gan", "consistency_weight": 0.5}, "tta": False},
     "adv0.02": {"train": {"adv_weight": 0.02}, "tta": False},
-    "ncons0.1": {"train": {"consistency_weight": 0.1}, "tta": False},
-    "ncons0.5": {"train": {"consistency_weight": 0.5}, "tta": False},
 }
-RECIPES.update({f"{name}+tta": {**spec, "tta": True} for name, spec in list(RECIPES.items())})
+RECIPES.update({f"{name}+tta": {**spec, "tta": True} for name, spec in list(RECIPES.items()) if not spec["tta"]})
+
+
+def model_name(recipe: str) -> str:
+    """The model a recipe upscales with: a "+tta" recipe (or one naming its "model") reuses
+    the model of the recipe it extends."""
+    return RECIPES[recipe].get("model", recipe.removesuffix("+tta"))
+
+
+def trained(model_dir: Path, steps: int, seed: int) -> dict[str, Any] | None:
+    """The training record of a finished model of ``steps`` steps and ``seed``, else None."""
+    config = model_dir / "config.json"
+    if not config.is_file():
+        return None
+    training = json.loads(config.read_text())["training"]
+    return training if training.get("steps_done") == steps and training.get("seed") == seed else None
+
+
 TARGETS = {"recall_1_1.5": 0.5, "recall_1.5_2": 0.8, "recall_2_3": 0.95, "precision": 0.85,
            "psd_w1_px": 1.0}
 
@@ -150,15 +174,13 @@ def run_one(seed: int, recipe: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = RECIPES[recipe]
     ws_path = prepare(seed, args.out)
     ws = Workspace(ws_path)
-    # a "+tta" recipe upscales with the model of the recipe it extends, trained once
-    model_dir = ws.models_dir / f"{recipe.removesuffix('+tta')}-steps{args.steps}"
+    model_dir = ws.models_dir / f"{model_name(recipe)}-steps{args.steps}"
     opts = TrainOptions(steps=args.steps, preset=DEMO.preset, loss="mae", device="cpu", seed=seed,
                         force=True, checkpoint_every=0, **spec["train"])
     t0 = time.perf_counter()
-    done = model_dir / "config.json"
-    if recipe.endswith("+tta") and done.is_file():
-        training = json.loads(done.read_text())["training"]
-        steps, rate = training["steps_done"], training["samples_per_s"]
+    done = None if args.force else trained(model_dir, args.steps, seed)
+    if done is not None:
+        steps, rate = done["steps_done"], done["samples_per_s"]
     else:
         result = train(ws, model_dir, opts)
         steps, rate = result.steps, result.samples_per_s
@@ -180,6 +202,45 @@ def run_one(seed: int, recipe: str, args: argparse.Namespace) -> dict[str, Any]:
             "samples_per_s": round(rate, 3), "upscale_s": round(upscale_s, 1),
             "options": {k_: v for k_, v in opts.to_dict().items() if k_ in spec["train"]},
             "tta": spec["tta"], **scores}
+
+
+def score_demo(demo_dir: Path, tiles: int) -> dict[str, Any]:
+    """The table of `score` for a finished ``dleem demo -o DIR``: its whole-map upscale
+    (``DIR/upscale/SR.ome.tif``) and bicubic outside its HR regions against
+    ``DIR/data/truth.json``, on the tiles of seed 0."""
+    import tifffile
+
+    from dleem import imaging
+    from dleem.models import load_model
+    from dleem.workspace import Workspace
+
+    ws = Workspace(demo_dir)
+    record = ws.read_upscale()
+    model = load_model(record.model_dir)
+    k = model.scale
+    lr = np.asarray(ws.read_pairs().read_lr().data)
+    sr = np.asarray(tifffile.imread(record.output))
+    cells = outside_tiles(Path(demo_dir), k, int(model.halo_lr_px), tiles, 0)
+    res = score({"SR": sr, "bicubic": imaging.bicubic_upsample(lr, k)}, Path(demo_dir) / "data" / "truth.json",
+                cells, k, imaging.dtype_range(lr.dtype))
+    training = json.loads((Path(record.model_dir) / "config.json").read_text())["training"]
+    return {**res, "demo_dir": str(demo_dir), "model": record.model, "recipe": training.get("recipe", "gan"),
+            "steps": training.get("steps_done"), "tta": record.tta}
+
+
+def demo_markdown(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return ""
+    head = "| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    return "\n".join([
+        "", f"## `dleem demo`'s own map (seed 0, `{entry['demo_dir']}`)", "",
+        f"Its whole-map upscale by {entry['model']} (recipe {entry['recipe']}, {entry['steps']} steps in "
+        f"its 2.5 min, TTA {'on' if entry['tta'] else 'off'}), scored as above on {entry['tiles']} tiles "
+        f"outside its HR regions ({entry['n_truth_pores']} truth pores; "
+        "`python benchmarks/bench_small_pores.py --score-demo DIR`):", "",
+        head, "| --- " * (len(COLUMNS) + 1) + "|",
+        "| SR | " + _cells(_row_values(entry["SR"])) + " |",
+        "| bicubic | " + _cells(_row_values(entry["bicubic"])) + " |"]) + "\n"
 
 
 # ----------------------------------------------------------------------------- detectability
@@ -306,10 +367,15 @@ def run_shale(recipe: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         data = brs.prepare(out, args.data_dir, SEMDegradation(scale=brs.SCALE, hr_pixel_size_um=brs.HR_PIXEL_SIZE_UM))
         ws, test_lr, test_hr = data["workspace"], data["test_lr"], data["test_hr"]
-    model_dir = out / "models" / f"{recipe.removesuffix('+tta')}-steps{args.steps}"
+    model_dir = out / "models" / f"{model_name(recipe)}-steps{args.steps}"
     t0 = time.perf_counter()
-    result = train(ws, model_dir, TrainOptions(steps=args.steps, preset="cpu", loss="mae", device="cpu",
-                                               seed=0, force=True, checkpoint_every=0, **spec["train"]))
+    done = None if args.force else trained(model_dir, args.steps, 0)
+    if done is None:
+        done = train(ws, model_dir, TrainOptions(steps=args.steps, preset="cpu", loss="mae", device="cpu",
+                                                 seed=0, force=True, checkpoint_every=0,
+                                                 **spec["train"])).steps
+    else:
+        done = done["steps_done"]
     train_s = time.perf_counter() - t0
     model = load_model(model_dir)
     if spec["tta"]:
@@ -325,7 +391,7 @@ def run_shale(recipe: str, args: argparse.Namespace) -> dict[str, Any]:
     _, ref_areas, ref_inner = pores.pore_objects(ref)
     d_ref = 2.0 * np.sqrt(ref_areas[ref_inner] / np.pi)
     rng = imaging.dtype_range(test_lr.dtype)
-    res: dict[str, Any] = {"recipe": recipe, "steps": result.steps, "train_s": round(train_s, 1),
+    res: dict[str, Any] = {"recipe": recipe, "steps": done, "train_s": round(train_s, 1),
                            "threshold": threshold, "n_clean_pores": int(d_ref.size),
                            "clean_median_diameter_px": float(np.median(d_ref))}
     for name, img in images.items():
@@ -453,11 +519,13 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Command: `python benchmarks/bench_small_pores.py --seeds {' '.join(map(str, seeds))} "
         f"--steps {args.steps}` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} "
-        "CPUs, no GPU). The demo's specimen and model (preset cpu, MAE + adversarial unless the "
-        f"recipe says otherwise), {args.steps} steps each (the demo's 2.5 min bought 9733 steps on "
+        "CPUs, no GPU). The demo's specimen and model (preset cpu, MAE; `gan`: the adversarial "
+        f"phase after a pixel-only half, as before this change; `pixel`: pixel-only, the new default), {args.steps} steps each (the demo's 2.5 min bought 9733 steps on "
         "this machine alone). `baseline` is today's model-mae: this benchmark run on the commit "
-        "before the change (0e010b2, in a separate worktree); `+tta`: the same model upscaled with "
-        "the dihedral ensemble; {args.tiles} independent 64-LR-px tiles "
+        "before the change (0e010b2, in a separate worktree), and `gan` upscales with those same models "
+        "(with the new weights at 0 this commit trains bitwise the same weights: 300 steps on seed 1 "
+        "gave one SHA-256 of generator.safetensors on both commits); `+tta`: the same model upscaled with "
+        f"the dihedral ensemble; {args.tiles} independent 64-LR-px tiles "
         "outside the HR regions per seed; recall by equivalent diameter in LR px (k = 4); PSD W1 "
         "and median diameter in fine px; truth median diameter "
         + ", ".join(f"{np.median([r['truth_median_diameter_px'] for r in runs if r['seed'] == s]):.2f} px "
@@ -486,16 +554,19 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     for s in seeds:
         first = next(r for r in runs if r["seed"] == s and r["recipe"] == recipes[0])
         lines.append(f"| {s} | – | bicubic | " + _cells(_row_values(first["bicubic"])) + " |")
-    lines += ["", "Training: " + "; ".join(
-        f"{r['recipe']} seed {r['seed']} {r['steps']} steps in {r['train_s']:.0f} s "
-        f"({r['samples_per_s']:.1f} samples/s), upscale {r['upscale_s']:.0f} s" for r in runs) + "."]
+    lines += ["", "Training (1 or 2 threads per run, up to 3 runs at once, so the times are upper bounds; "
+              "a recipe that reuses another's model says so): " + "; ".join(
+                  f"{r['recipe']} seed {r['seed']} "
+                  + (f"{r['steps']} steps in {r['train_s']:.0f} s ({r['samples_per_s']:.1f} samples/s)"
+                     if r["train_s"] >= 1 else f"the model of {model_name(r['recipe'])}")
+                  + f", upscale {r['upscale_s']:.0f} s" for r in runs) + "."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=9600, help="training steps (the demo's 2.5 min bought 9733 here)")
     ap.add_argument("--tiles", type=int, default=40)
     ap.add_argument("--recipes", nargs="+", default=["default", "pixel"], choices=sorted(RECIPES))
     ap.add_argument("--force", action="store_true", help="rerun (seed, recipe) pairs already in results.json")
@@ -508,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detectability", action="store_true",
                     help="also measure the ideal observer's SNR of every truth pore")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    ap.add_argument("--score-demo", type=Path, metavar="DIR",
+                    help="also score a finished `dleem demo -o DIR` (its SR.ome.tif) the same way")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "benchmarks" / "out" / "small_pores")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "small_pores.md")
     args = ap.parse_args(argv)
@@ -516,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = args.out / "runs"
     runs_dir.mkdir(exist_ok=True)
     shale_recipes = [] if args.shale is None else (args.shale or args.recipes)
+    if args.score_demo is not None:
+        (runs_dir / "demo.json").write_text(json.dumps(score_demo(args.score_demo, args.tiles), indent=1,
+                                                       default=float))
     if not args.from_results:
         for recipe in shale_recipes:
             store = runs_dir / f"shale-{recipe}-steps{args.steps}.json"
@@ -539,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 tmp.replace(store)
     shown = {}
     for f in sorted(runs_dir.glob(f"*-steps{args.steps}.json")):
-        if f.name.startswith(("shale-", "detectability-")):
+        if f.name.startswith(("shale-", "detectability-", "demo")):
             continue
         run = json.loads(f.read_text())
         if run["seed"] in args.seeds and (args.show is None or run["recipe"] in args.show):
@@ -549,8 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     shale.sort(key=lambda r: list(RECIPES).index(r["recipe"]))
     detect = [json.loads((runs_dir / f"detectability-seed{s}.json").read_text()) for s in args.seeds
               if (runs_dir / f"detectability-seed{s}.json").is_file()]
-    text = ((markdown({"runs": shown}, args) if shown else "") + detectability_markdown(detect)
-            + shale_markdown(shale))
+    demo = json.loads((runs_dir / "demo.json").read_text()) if (runs_dir / "demo.json").is_file() else None
+    text = ((markdown({"runs": shown}, args) if shown else "") + demo_markdown(demo)
+            + detectability_markdown(detect) + shale_markdown(shale))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text)
     sys.stdout.write(text)

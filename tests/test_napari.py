@@ -237,9 +237,12 @@ def test_the_widget_registers_trains_and_upscales_and_adds_the_layers(
     widget.preset.setCurrentText("tiny")
     widget.budget_unit.setCurrentText("steps")
     widget.budget.setValue(2)
+    assert widget.recipe.currentText() == "pixel"
+    widget.recipe.setCurrentText("gan")
     widget.run_step("train")
     _wait(qtbot, widget)
     assert not errors and (ws.models_dir / "model-mae" / "generator.safetensors").is_file()
+    assert json.loads((ws.models_dir / "model-mae" / "config.json").read_text())["training"]["recipe"] == "gan"
 
     widget.run_step("upscale")
     _wait(qtbot, widget)

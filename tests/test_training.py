@@ -88,7 +88,9 @@ def make_workspace(
 
 
 def tiny_options(**kw) -> TrainOptions:
-    base = dict(steps=20, preset="tiny", batch=4, patch=8, device="cpu", seed=0, checkpoint_every=0, val_tile=16, val_tiles=4)
+    # the GAN recipe, the path with the most in it (the default recipe is pixel-only)
+    base = dict(steps=20, preset="tiny", batch=4, patch=8, device="cpu", seed=0, checkpoint_every=0, val_tile=16,
+                val_tiles=4, recipe="gan")
     base.update(kw)
     return TrainOptions(**base)
 

@@ -22,7 +22,7 @@ from dleem.training.losses import (
     gaussian_blur,
     pore_loss,
 )
-from dleem.training.options import RECIPES, TrainOptions
+from dleem.training.options import DEFAULT_RECIPE, RECIPES, TrainOptions
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.45, 1.3])
@@ -99,11 +99,20 @@ def test_bad_weights_are_refused(name, value):
 def test_recipes_fill_the_weights_and_pixel_zeroes_them():
     o = TrainOptions(steps=1)
     o.validate()
-    assert {k: getattr(o, k) for k in RECIPES["gan"]} == RECIPES["gan"]
+    assert o.recipe == DEFAULT_RECIPE == "pixel" and o.adv_weight == 0.0
+    alone = TrainOptions(steps=1, adv_weight=0.01)  # a weight alone: the default under it
+    alone.validate()
+    assert alone.adv_weight == 0.01 and alone.recipe == "custom"
+    same = TrainOptions(steps=1, adv_weight=RECIPES["gan"]["adv_weight"])
+    same.validate()
+    assert same.recipe == "gan"
+    g = TrainOptions(steps=1, recipe="gan")
+    g.validate()
+    assert {k: getattr(g, k) for k in RECIPES["gan"]} == RECIPES["gan"] and g.adv_weight > 0
     p = TrainOptions(steps=1, recipe="pixel")
     p.validate()
     assert p.adv_weight == p.consistency_weight == p.pore_weight == 0.0
-    q = TrainOptions(steps=1, pore_weight=0.25)
+    q = TrainOptions(steps=1, recipe="gan", pore_weight=0.25)
     q.validate()
     assert q.pore_weight == 0.25 and q.adv_weight == RECIPES["gan"]["adv_weight"]
     with pytest.raises(ParameterError, match="must be 0 with recipe pixel") as info:
@@ -170,3 +179,15 @@ def test_dihedral_ensemble_is_exact_for_an_equivariant_map_and_averages_otherwis
     y = DihedralEnsemble(lambda v: shift(v)[..., :, :-2])(x)  # not equivariant under flips
     assert y.shape == (2, 1, 24, 20)
     assert not torch.allclose(y, shift(x)[..., :, :-2])
+
+
+def test_divergence_names_the_new_terms():
+    from dleem.errors import DleemError
+    from dleem.training.pipeline import _mean_losses
+
+    window = [torch.tensor([0.1, 0.0, 0.0, 0.2, 0.3]), torch.tensor([0.1, 0.0, 0.0, 0.2, math.nan])]
+    with pytest.raises(DleemError, match="diverged at step 12: the pore loss is NaN"):
+        _mean_losses(window, 12)
+    window[1] = torch.tensor([0.1, 0.0, 0.0, math.inf, 0.3])
+    with pytest.raises(DleemError, match="diverged at step 12: the consistency loss is infinite"):
+        _mean_losses(window, 12)

@@ -72,7 +72,7 @@ def test_dask_run_resumes_without_recomputing(tmp_path, cluster):
         return orig(x)
 
     dist._CACHE.clear()
-    dist._CACHE[(str(model_dir.resolve()), "cpu")] = m  # the (threaded) workers' model
+    dist._CACHE[(str(model_dir.resolve()), "cpu", False)] = m  # the (threaded) workers' model
     m.generator.forward = failing
     with pytest.raises(RuntimeError, match="simulated"):
         upscale_file(src, model_dir, out, tile=32, device="cpu", dask_scheduler=cluster.scheduler_address)

@@ -85,7 +85,7 @@ class WorkflowConfig:
     minutes: float | None = None
     steps: int | None = None
     preset: str = "default"
-    recipe: str = "gan"
+    recipe: str | None = None
     adv_weight: float | None = None
     consistency_weight: float | None = None
     pore_weight: float | None = None
@@ -274,7 +274,9 @@ def run_workflow(cfg: WorkflowConfig, *, truth: bool = True, first_step: int = 1
         name = model_name(loss)
         budget = (f"{cfg.steps} steps" if cfg.steps is not None
                   else f"{cfg.minutes if cfg.minutes is not None else 10:g} min")
-        _step(i, n, f"train {name} ({loss.upper()} + adversarial, preset {cfg.preset}, {budget})")
+        recipe = train_options(loss)
+        recipe.validate()
+        _step(i, n, f"train {name} ({loss.upper()}, recipe {recipe.recipe}, preset {cfg.preset}, {budget})")
         t0 = time.perf_counter()
         result = train(ws, ws.models_dir / name, train_options(loss), progress=progress)
         model_dirs[name] = Path(result.model_dir)
@@ -349,8 +351,8 @@ class DemoPreset:
 
     ``minutes`` (or ``steps``) is every model's budget alike: each cross-validation fold's
     and the final models'. ``crossval``: the full demo cross-validates, --quick does not.
-    ``tta``: the map is upscaled, and every model scored, with the dihedral ensemble
-    (see benchmarks/results/small_pores.md).
+    ``tta``: upscale the map, and score every model, with the dihedral ensemble (off: it
+    cost pore-size accuracy on the small-pore benchmark, benchmarks/results/small_pores.md).
     """
 
     lr_size: int
@@ -363,7 +365,7 @@ class DemoPreset:
     tile_size: int
     thickness_tiles: int
     crossval: bool
-    tta: bool = True
+    tta: bool = False
 
 
 DEMO = DemoPreset(lr_size=1024, hr_size=1024, regions=3, minutes=2.5, steps=None, preset="cpu",
@@ -374,13 +376,13 @@ QUICK = DemoPreset(lr_size=1024, hr_size=1024, regions=3, minutes=None, steps=10
 
 def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, seed: int = 0,
          device: str = "auto", preset: DemoPreset | None = None, compare_losses: bool = False,
-         generate: Callable[..., Any] | None = None,
+         recipe: str | None = None, generate: Callable[..., Any] | None = None,
          progress: ProgressCallback | None = None) -> Path:
     """Synthesise the sandstone, then `run_workflow` on it; returns the report's index.html.
 
-    The MAE model (pixel MAE, then the adversarial phase: the GAN) upscales the whole LR
-    image and is cross-validated (leave-one-region-out over the 3 HR regions) unless
-    ``quick``; ``compare_losses`` also trains and evaluates an MSE model.
+    The MAE model (``recipe``: pixel-only by default, "gan" adds the adversarial phase)
+    upscales the whole LR image and is cross-validated (leave-one-region-out over the 3 HR
+    regions) unless ``quick``; ``compare_losses`` also trains and evaluates an MSE model.
     """
     p = preset or (QUICK if quick else DEMO)
     out = Path(out_dir)
@@ -403,8 +405,9 @@ def demo(out_dir: str | PathLike[str] = "dleem-demo", *, quick: bool = False, se
                          minutes=p.minutes, steps=p.steps, preset=p.preset, device=device,
                          upscale="mae", tiles=p.tiles, tile_size=p.tile_size,
                          thickness_tiles=p.thickness_tiles, seed=seed, crossval=p.crossval,
-                         upscale_tta=p.tta)
-    flags = (" --quick" if quick else "") + (" --compare-losses" if compare_losses else "")
+                         upscale_tta=p.tta, recipe=recipe)
+    flags = ((" --quick" if quick else "") + (" --compare-losses" if compare_losses else "")
+             + (f" --recipe {recipe}" if recipe else ""))
     return run_workflow(cfg, first_step=2, total_steps=n, timings=timings,
                         command=f"dleem demo{flags} -o {out}",
                         progress=progress)

@@ -7,6 +7,7 @@ import sys
 import time
 
 from dleem.cli.options import progress_display
+from dleem.training.options import DEFAULT_RECIPE, RECIPES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run every step on the built-in synthetic sandstone: synthesise an LR map and 3 HR "
             "regions (DIR/data), register (DIR/registration.json, qc/, pairs/), cross-validate "
-            "the MAE model leave-one-region-out (DIR/crossval/), train it with the adversarial "
-            "phase on all regions (DIR/models/), upscale the whole LR image with it "
+            "the MAE model leave-one-region-out (DIR/crossval/), train it on all regions "
+            "(DIR/models/; pixel-only, or with the adversarial phase: --recipe gan), upscale the whole LR image with it "
             "(DIR/upscale/) and evaluate (DIR/report/index.html, led by the cross-validated "
             "estimate). Every model gets the same budget. Within 15 minutes on a 2-core CPU "
             "(--compare-losses adds an MSE model, about 3 minutes more); --quick is a smoke "
@@ -31,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also train and evaluate an MSE model beside the MAE one")
     p.add_argument("-o", "--output", default="dleem-demo", metavar="DIR",
                    help="workspace folder (default ./dleem-demo)")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help=f"training recipe, as in dleem train (default {DEFAULT_RECIPE})")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic specimen (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda")
     p.set_defaults(handler=run)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with progress_display(args) as progress:
         index = demo(args.output, quick=args.quick, seed=args.seed, device=args.device,
-                     compare_losses=args.compare_losses, progress=progress)
+                     compare_losses=args.compare_losses, recipe=args.recipe, progress=progress)
     sys.stdout.write(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min\n"
                      f"report: {index.resolve()}\n")
     return 0

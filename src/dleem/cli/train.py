@@ -10,6 +10,7 @@ from dleem.cli.options import progress_display
 from dleem.models.arch import PRESETS
 from dleem.training.options import (
     ADV_LOSSES,
+    DEFAULT_RECIPE,
     PIXEL_LOSSES,
     PORE_PHASES,
     PRECISIONS,
@@ -41,14 +42,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="wall-clock budget in minutes (default 10 when --steps is not given)")
     p.add_argument("--loss", choices=PIXEL_LOSSES, default="mae", help="pixel loss (default mae)")
     gan = RECIPES["gan"]
-    p.add_argument("--recipe", choices=tuple(RECIPES), default="gan",
-                   help="gan (default): pixel loss plus the terms below at their default weights; "
-                        "pixel: every non-pixel weight 0 (fewer invented details)")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help="gan: the pixel loss, then the adversarial phase; pixel: every non-pixel "
+                        f"weight 0 (fewer invented details). Default: {DEFAULT_RECIPE}, under any weight "
+                        "given below")
     p.add_argument("--adv-weight", type=float, default=None,
-                   help=f"weight of the adversarial loss; 0: no adversarial phase (default {gan['adv_weight']:g})")
+                   help=f"weight of the adversarial loss; 0: no adversarial phase (recipe gan: {gan['adv_weight']:g})")
     p.add_argument("--consistency-weight", type=float, default=None,
                    help="weight of the data-consistency term: the SR degraded by the LR forward "
-                        f"model against the LR input (default {gan['consistency_weight']:g})")
+                        f"model against the LR input, in noise units (default {gan['consistency_weight']:g})")
     p.add_argument("--pore-weight", type=float, default=None,
                    help="weight of the pore term: soft Dice of the pore phase of SR against HR's "
                         f"(default {gan['pore_weight']:g})")

@@ -46,12 +46,14 @@ class CancelToken:
 
 @dataclass
 class TrainChoice:
-    """What the widget offers for training: preset, budget (steps or minutes) and pixel loss."""
+    """What the widget offers for training: preset, budget (steps or minutes), pixel loss and
+    recipe (None: `dleem.training.options.DEFAULT_RECIPE`)."""
 
     preset: str = "cpu"
     steps: int | None = None
     minutes: float | None = 5.0
     loss: str = "mae"
+    recipe: str | None = None
     resume: bool = False
 
 
@@ -75,7 +77,7 @@ def train(ws: Workspace, choice: TrainChoice, progress: ProgressCallback,
     from dleem.training import train as train_model
 
     options = TrainOptions(steps=choice.steps, minutes=None if choice.steps else choice.minutes,
-                           preset=choice.preset, loss=choice.loss, device=device,
+                           preset=choice.preset, loss=choice.loss, recipe=choice.recipe, device=device,
                            resume=choice.resume)  # never force: Discard starts over
     return Path(train_model(ws, model_dir(ws, choice.loss), options, progress=progress).model_dir)
 

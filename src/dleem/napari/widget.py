@@ -65,7 +65,7 @@ class DleemWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         from dleem.models.arch import PRESETS
-        from dleem.training.options import PIXEL_LOSSES
+        from dleem.training.options import DEFAULT_RECIPE, PIXEL_LOSSES, RECIPES
 
         self.viewer = napari_viewer
         self.worker: Any = None
@@ -94,6 +94,9 @@ class DleemWidget(QWidget):
         self.budget_unit.addItems(["minutes", "steps"])
         self.loss = QComboBox()
         self.loss.addItems(list(PIXEL_LOSSES))
+        self.recipe = QComboBox()
+        self.recipe.addItems(list(RECIPES))
+        self.recipe.setCurrentText(DEFAULT_RECIPE)
         self.area = QComboBox()
         self.area.addItems(["whole map", "visible area"])
         self.model = QLineEdit()
@@ -129,6 +132,7 @@ class DleemWidget(QWidget):
         budget.addWidget(self.budget_unit)
         form.addRow("budget", budget)
         form.addRow("loss", self.loss)
+        form.addRow("recipe", self.recipe)
         form.addRow("upscale", self.area)
         form.addRow("model", self.model)
         form.addRow("", self.resume)
@@ -211,7 +215,8 @@ class DleemWidget(QWidget):
         return steps.TrainChoice(preset=self.preset.currentText(),
                                  steps=int(self.budget.value()) if by_steps else None,
                                  minutes=None if by_steps else float(self.budget.value()),
-                                 loss=self.loss.currentText(), resume=self.resume.isChecked())
+                                 loss=self.loss.currentText(), recipe=self.recipe.currentText(),
+                                 resume=self.resume.isChecked())
 
     def lr_layer(self) -> Any:
         for layer in self.viewer.layers:

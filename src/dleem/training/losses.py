@@ -158,7 +158,7 @@ class PorePhase:
 def pore_loss(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None, phase: PorePhase) -> torch.Tensor:
     """Soft Dice loss of the pore phase of SR against that of the (smoothed) HR, over the batch."""
     target = phase.soft(gaussian_blur(hr.float(), PORE_TARGET_SMOOTH_PX)).detach()
-    target = (target > 0.5).to(sr.dtype).float()
+    target = (target > 0.5).float()
     p = phase.soft(sr.float())
     if mask is not None:
         m = mask.to(p.dtype)

@@ -103,6 +103,8 @@ def test_recipes_fill_the_weights_and_pixel_zeroes_them():
     alone = TrainOptions(steps=1, adv_weight=0.01)  # a weight alone: the default under it
     alone.validate()
     assert alone.adv_weight == 0.01 and alone.recipe == "custom"
+    alone.validate()  # validating again changes nothing
+    assert alone.adv_weight == 0.01 and alone.recipe == "custom"
     same = TrainOptions(steps=1, adv_weight=RECIPES["gan"]["adv_weight"])
     same.validate()
     assert same.recipe == "gan"

@@ -60,7 +60,7 @@ HR_PIXEL_SIZE_UM = 0.01
 NOISE_SEEDS = {"train": 3, "test": 16}
 
 #: Generators of the benchmark: how to build them and the adversarial weight (None: the
-#: trainer's default GAN).
+#: trainer's GAN recipe).
 MODELS: dict[str, dict[str, Any]] = {
     "dleem-pixel": {"kind": "dleem", "preset": "default", "adv_weight": 0.0},
     "dleem-gan": {"kind": "dleem", "preset": "default", "adv_weight": None},
@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch=args.batch, patch=args.patch, loss="mae", seed=seed, device="cpu",
                 checkpoint_every=every, keep_checkpoints=0, val_tile=32, val_tiles=2,
                 force=True,
-                **({} if spec["adv_weight"] is None else {"adv_weight": spec["adv_weight"]}),
+                **({"recipe": "gan"} if spec["adv_weight"] is None else {"adv_weight": spec["adv_weight"]}),
             )
             # The trainer seeds torch with `seed` and then builds a dleem generator: the same
             # initial weights as `init` here. Anchors are built here, after the same seeding.

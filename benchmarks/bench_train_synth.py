@@ -197,7 +197,8 @@ def main() -> int:
     for loss in args.losses:
         p, s = med[loss]
         t = train_info[loss]
-        lines.append(f"| {loss.upper()} + adversarial ({t['adv_weight']:g} {t['adv_loss']}), preset "
+        term = f" + adversarial ({t['adv_weight']:g} {t['adv_loss']})" if t["adv_weight"] else ", pixel-only"
+        lines.append(f"| {loss.upper()}{term}, preset "
                      f"{args.preset} | {p:.2f} | {p - b_psnr:+.2f} | {s:.4f} | {s - b_ssim:+.4f} | "
                      f"{t['steps_done']} | {t['samples_per_s']:.1f} |")
     gains = {loss: med[loss][0] - b_psnr for loss in args.losses}

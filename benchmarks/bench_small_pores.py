@@ -68,8 +68,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "ncons0.1": {"train": {"recipe": "gan", "consistency_weight": 0.1}, "tta": False},
     "ncons0.5": {"train": {"recipe": "gan", "consistency_weight": 0.5}, "tta": False},
     "adv0.02": {"train": {"adv_weight": 0.02}, "tta": False},
+    "pixel+cons0.1": {"train": {"consistency_weight": 0.1}, "tta": False},  # on the pixel default
 }
-RECIPES.update({f"{name}+tta": {**spec, "tta": True} for name, spec in list(RECIPES.items()) if not spec["tta"]})
+RECIPES.update({f"{name}+tta": {**spec, "tta": True} for name, spec in list(RECIPES.items())
+                if not spec["tta"] and "+" not in name})
 
 
 def model_name(recipe: str) -> str:

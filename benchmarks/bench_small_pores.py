@@ -125,7 +125,6 @@ def outside_tiles(ws_path: Path, k: int, halo: int, n: int, seed: int) -> list[t
 def score(images: dict[str, np.ndarray], truth_json: Path, cells: list[tuple[int, int]], k: int,
           data_range: float) -> dict[str, Any]:
     """Pore table, PSD W1 and PSNR of each image against the truth on ``cells``."""
-    from scipy.stats import wasserstein_distance
 
     from dleem.evaluation import pores
     from dleem.evaluation.metrics import score_tile
@@ -138,11 +137,8 @@ def score(images: dict[str, np.ndarray], truth_json: Path, cells: list[tuple[int
     ref_masks = [pores.segment(t, threshold) for t in refs]
 
     def diameters(masks: list[np.ndarray]) -> np.ndarray:
-        out = []
-        for m in masks:
-            _, areas, interior = pores.pore_objects(m)
-            out.append(2.0 * np.sqrt(areas[interior] / np.pi))
-        return np.concatenate(out)
+        """Equivalent diameters (fine px) of the sized pores of every tile."""
+        return np.concatenate([pores.pore_stats(m, 1.0).diameters_um for m in masks])
 
     d_ref = diameters(ref_masks)
     res: dict[str, Any] = {"threshold": threshold, "tiles": len(cells), "n_truth_pores": int(d_ref.size)}
@@ -157,7 +153,7 @@ def score(images: dict[str, np.ndarray], truth_json: Path, cells: list[tuple[int
             **summary,
             "pores_found": int(recalled),
             "median_diameter_px": float(np.median(d)) if d.size else None,
-            "psd_w1_px": float(wasserstein_distance(d, d_ref)) if d.size else None,
+            "psd_w1_px": pores.distribution_distances(d, d_ref).wasserstein,
             "psnr_db": float(np.median(psnr)),
         }
     res["truth_median_diameter_px"] = float(np.median(d_ref))
@@ -352,7 +348,6 @@ def run_shale(recipe: str, args: argparse.Namespace) -> dict[str, Any]:
     compare its pores with the clean slice 016: count, equivalent-diameter W1, recall, PSNR."""
     import bench_real_shale as brs
     from degrade import SEMDegradation
-    from scipy.stats import wasserstein_distance
 
     from dleem import imaging
     from dleem.evaluation import pores
@@ -394,20 +389,18 @@ def run_shale(recipe: str, args: argparse.Namespace) -> dict[str, Any]:
     hr = test_hr.astype(np.float64)
     threshold = pores.choose_threshold(hr, "otsu")
     ref = pores.segment(hr, threshold)
-    _, ref_areas, ref_inner = pores.pore_objects(ref)
-    d_ref = 2.0 * np.sqrt(ref_areas[ref_inner] / np.pi)
+    d_ref = pores.pore_stats(ref, 1.0).diameters_um
     rng = imaging.dtype_range(test_lr.dtype)
     res: dict[str, Any] = {"recipe": recipe, "steps": done, "train_s": round(train_s, 1),
                            "threshold": threshold, "n_clean_pores": int(d_ref.size),
                            "clean_median_diameter_px": float(np.median(d_ref))}
     for name, img in images.items():
         mask = pores.segment(img, threshold)
-        _, areas, inner = pores.pore_objects(mask)
-        d = 2.0 * np.sqrt(areas[inner] / np.pi)
+        d = pores.pore_stats(mask, 1.0).diameters_um
         summary = pores.match_summary([pores.match_pores(mask, ref)], k)
         res[name] = {**summary, "count": int(d.size), "count_ratio": d.size / max(d_ref.size, 1),
                      "median_diameter_px": float(np.median(d)) if d.size else None,
-                     "psd_w1_px": float(wasserstein_distance(d, d_ref)) if d.size else None,
+                     "psd_w1_px": pores.distribution_distances(d, d_ref).wasserstein,
                      "psnr_db": float(psnr(shave(img.astype(np.float64), k), shave(hr, k), rng))}
     return res
 

@@ -12,6 +12,7 @@ from test_training import make_workspace, run_cli, tiny_options
 
 from dleem import imaging
 from dleem.errors import ParameterError
+from dleem.imaging import Normalization
 from dleem.models.ensemble import DihedralEnsemble
 from dleem.training import train
 from dleem.training.losses import (
@@ -23,6 +24,7 @@ from dleem.training.losses import (
     pore_loss,
 )
 from dleem.training.options import DEFAULT_RECIPE, RECIPES, TrainOptions
+from dleem.trust.noise import NoiseModel
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.45, 1.3])
@@ -44,7 +46,8 @@ def test_gaussian_blur_matches_scipy_at_the_border_too():
 def test_consistency_ignores_the_noise_and_not_a_contradiction():
     yy, xx = np.mgrid[:96, :96]
     fine = torch.from_numpy(np.sin(xx / 5.0).astype(np.float32) * np.cos(yy / 7.0).astype(np.float32))[None, None]
-    noise = LRNoise(a=1e-4 * 255 ** 2, b=0.0, dtype_max=255.0, mean=0.0, std=1.0)  # sigma 0.01
+    noise = LRNoise(NoiseModel(a=1e-4 * 255 ** 2, b=0.0),  # sigma 0.01 in network units
+                    Normalization(input_dtype="uint8", dtype_max=255.0, mean=0.0, std=1.0))
     lr = degrade(fine, 4, 0.5)
     noisy = lr + 0.01 * torch.randn(lr.shape, generator=torch.Generator().manual_seed(0))
     assert float(consistency_loss(fine, lr, 4, 0.5, noise)) == 0.0

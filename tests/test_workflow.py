@@ -89,17 +89,17 @@ def test_example_config_is_valid(tmp_path):
     assert cfg.losses == ["mae", "mse"] and cfg.upscale == "mae" and cfg.crossval
 
 
-def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
+def stand_in_steps(tmp_path, monkeypatch, on_register, on_train) -> None:
+    """Replace registration and training by quick stand-ins that call ``on_register(lr, hrs)``
+    and ``on_train(model_dir, options)``, write a real workspace and a tiny real model; also
+    make ``tmp_path/pre`` for its data files (LR.tif and HR_1.tif)."""
     import dleem.registration.pipeline as rw
     import dleem.training as training
     from dleem.models import ModelConfig, build_generator, save_model
     from dleem.workspace import Workspace
 
-    out = tmp_path / "out"
-    calls = []
-
     def fake_register(lr, hrs, ws, **kw):
-        calls.append(("register", Path(lr).name, [Path(h).name for h in hrs]))
+        on_register(lr, hrs)
         make_workspace(tmp_path, ws=Path(ws))
         return Workspace(ws).read_registration()
 
@@ -108,7 +108,7 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
             self.model_dir = d
 
     def fake_train(ws, model_dir, options, progress=None, regions=None):
-        calls.append(("train", options.loss, options.preset))
+        on_train(model_dir, options)
         cfg = ModelConfig.tiny(scale=4, input_dtype="uint8", mean=0.6, std=0.2,
                                lr_pixel_size_um=0.4)
         save_model(model_dir, build_generator(cfg.arch, 4), cfg)
@@ -116,7 +116,17 @@ def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rw, "register_files", fake_register)
     monkeypatch.setattr(training, "train", fake_train)
-    make_workspace(tmp_path / "pre")  # only for its data files: LR.tif and HR_1.tif
+    make_workspace(tmp_path / "pre")
+
+
+def test_workflow_orchestration_with_stand_ins(tmp_path, monkeypatch):
+    from dleem.workspace import Workspace
+
+    out = tmp_path / "out"
+    calls = []
+    stand_in_steps(tmp_path, monkeypatch,
+                   lambda lr, hrs: calls.append(("register", Path(lr).name, [Path(h).name for h in hrs])),
+                   lambda model_dir, o: calls.append(("train", o.loss, o.preset)))
     data = tmp_path / "pre" / "data"
     cfg = WorkflowConfig(lr=data / "LR.tif", hr=[data / "HR_1.tif"], output=out,
                          losses=["mae", "mse"], steps=1, preset="tiny", device="cpu",
@@ -151,32 +161,12 @@ def test_tile_size_shrinks_to_fit_small_test_areas(tmp_path):
 def test_workflow_cross_validates_first_when_asked(tmp_path, monkeypatch):
     """[crossval] enabled: one fold per block of the single region, each trained with the
     final model's loss and budget, then the final model; the report leads with the estimate."""
-    import dleem.registration.pipeline as rw
-    import dleem.training as training
-    from dleem.models import ModelConfig, build_generator, save_model
     from dleem.workspace import Workspace
 
     out = tmp_path / "out"
     budgets = []
-
-    def fake_register(lr, hrs, ws, **kw):
-        make_workspace(tmp_path, ws=Path(ws))
-        return Workspace(ws).read_registration()
-
-    class Result:
-        def __init__(self, d):
-            self.model_dir = d
-
-    def fake_train(ws, model_dir, options, progress=None, regions=None):
-        budgets.append((Path(model_dir).name, options.loss, options.steps))
-        cfg = ModelConfig.tiny(scale=4, input_dtype="uint8", mean=0.6, std=0.2,
-                               lr_pixel_size_um=0.4)
-        save_model(model_dir, build_generator(cfg.arch, 4), cfg)
-        return Result(Path(model_dir))
-
-    monkeypatch.setattr(rw, "register_files", fake_register)
-    monkeypatch.setattr(training, "train", fake_train)
-    make_workspace(tmp_path / "pre")
+    stand_in_steps(tmp_path, monkeypatch, lambda lr, hrs: None,
+                   lambda model_dir, o: budgets.append((Path(model_dir).name, o.loss, o.steps)))
     data = tmp_path / "pre" / "data"
     cfg = WorkflowConfig(lr=data / "LR.tif", hr=[data / "HR_1.tif"], output=out, losses=["mae"],
                          steps=3, preset="tiny", device="cpu", upscale="mae", upscale_tile=64,

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dleem.errors import DleemError
-from dleem.imaging import BLUR_TRUNCATE, forward_margin_lr_px
+from dleem.imaging import BLUR_TRUNCATE, Normalization, forward_margin_lr_px
 from dleem.training.options import ADV_LOSSES, PIXEL_LOSSES
+from dleem.trust.noise import NoiseModel
 
 __all__ = ["ADV_LOSSES", "EMA", "LRNoise", "PIXEL_LOSSES", "PorePhase", "consistency_loss", "degrade",
            "discriminator_loss", "gaussian_blur", "generator_adv_loss", "pixel_loss", "pore_loss"]
@@ -95,20 +96,18 @@ CONSISTENCY_TOLERANCE_SIGMA = 2.0
 
 @dataclass(frozen=True)
 class LRNoise:
-    """The LR noise model (variance = a + b * signal, grey levels²) in network units."""
+    """The LR noise model (`dleem.trust.noise.NoiseModel`: variance = a + b * signal in grey
+    levels², floored) in network units, for torch tensors."""
 
-    a: float
-    b: float
-    dtype_max: float
-    mean: float
-    std: float
-    floor: float = 1.0 / 12.0
+    model: NoiseModel
+    normalization: Normalization
 
     def sigma(self, x: torch.Tensor) -> torch.Tensor:
         """Noise sigma (network units) of normalised LR values ``x``."""
-        gain = self.dtype_max * self.std
-        raw = x * gain + self.mean * self.dtype_max
-        return (self.a + self.b * raw).clamp_min(self.floor).sqrt() / gain
+        n, m = self.normalization, self.model
+        gain = n.dtype_max * n.std
+        raw = x * gain + n.mean * n.dtype_max
+        return (m.a + m.b * raw).clamp_min(m.floor).sqrt() / gain
 
 
 def consistency_loss(sr: torch.Tensor, lr: torch.Tensor, scale: int, sigma_lr_px: float,

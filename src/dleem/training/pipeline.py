@@ -259,11 +259,8 @@ class _Run:
         if discriminator is None:
             discriminator = PatchDiscriminator(width=o.disc_width, stages=o.disc_stages)
         phase = pore_phase(data, o.pores == "dark") if o.pore_weight else None
-        noise = None
-        if o.consistency_weight:
-            model, norm = lr_noise_model(self.ws, data.manifest), data.normalization
-            noise = LRNoise(a=model.a, b=model.b, dtype_max=norm.dtype_max, mean=norm.mean, std=norm.std,
-                            floor=model.floor)
+        noise = (LRNoise(lr_noise_model(self.ws, data.manifest), data.normalization)
+                 if o.consistency_weight else None)
         self.trainer = trainer = Trainer(generator, discriminator, o, info.device, scale=data.scale,
                                          sigma_lr_px=data.lr_blur_sigma_px or 0.0, lr_noise=noise,
                                          pore_phase=phase)
@@ -282,7 +279,7 @@ class _Run:
             "workspace": str(self.ws.path.resolve()), "preset": preset, "loss": o.loss,
             "recipe": o.recipe, "adv_loss": o.adv_loss, "adv_weight": o.adv_weight,
             "consistency_weight": o.consistency_weight, "pore_weight": o.pore_weight, "pores": o.pores,
-            "lr_noise_model": None if noise is None else {"a": noise.a, "b": noise.b},
+            "lr_noise_model": None if noise is None else {"a": noise.model.a, "b": noise.model.b},
             "pore_threshold": (None if phase is None
                                else float(data.normalization.invert(np.float32(phase.threshold), np.float32))),
             "warmup": o.warmup, "steps": o.steps,
